@@ -1,0 +1,50 @@
+# Two commands work on a fresh machine with Python 3.11 and make: `make demo` and `make test`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+# Prefect runs offline and in-project: no telemetry, its home and results inside the checkout.
+export PREFECT_HOME ?= $(CURDIR)/.prefect-home
+export PREFECT_RESULTS_LOCAL_STORAGE_PATH ?= $(CURDIR)/.prefect-home/results
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export DO_NOT_TRACK := 1
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS ?= 120
+export PREFECT_LOGGING_EXTRA_LOGGERS ?= eraflow
+export OPENBLAS_NUM_THREADS ?= 1
+export OMP_NUM_THREADS ?= 1
+export MPLBACKEND ?= Agg
+
+STORE ?= $(CURDIR)/eraflow-store
+ARGS ?=
+
+.PHONY: venv demo test test-fast lint bench clean
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+## Run the main pipeline on the embedded default: ephemeral Prefect, built-in simulator, Parquet store.
+demo: $(STAMP)
+	$(BIN)/python -m flows.pipeline --store $(STORE) $(ARGS)
+
+## Run the whole test suite (slow and Postgres tests included; GPU tests skip without CUDA).
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow and not server" $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run_all.py
+
+clean:
+	rm -rf $(VENV) .prefect-home eraflow-store .pytest_cache

@@ -1,0 +1,1 @@
+"""Prefect Block classes for eraflow's stores and connections."""

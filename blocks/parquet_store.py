@@ -1,0 +1,28 @@
+"""A Prefect Block that names a Parquet result store (the embedded default's store)."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from prefect.blocks.core import Block
+
+from eraflow.store import ParquetStore
+
+
+class ParquetStoreBlock(Block):
+    """A folder of Parquet datasets, one per table (grid, eras, features, ...).
+
+    Save one per environment (``ParquetStoreBlock(path=...).save("local")``) and pass its
+    name to the flows, so deployments do not hard-code paths.
+    """
+
+    _block_type_name = "eraflow Parquet store"
+    _block_type_slug = "eraflow-parquet-store"
+    _description = "Folder holding eraflow's result tables as Parquet datasets."
+
+    path: str = Field(default="eraflow-store",
+                      description="Store folder; relative paths resolve in the flow's working "
+                      "directory.")
+
+    def open(self) -> ParquetStore:
+        """The store this block points at."""
+        return ParquetStore(self.path)

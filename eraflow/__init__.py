@@ -1,0 +1,1 @@
+"""eraflow: greenhouse climate sensor data to features (Prefect-free library)."""

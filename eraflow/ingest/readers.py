@@ -1,0 +1,430 @@
+"""Read mapped source files into the canonical long form: (time UTC, entity, sensor, value)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from eraflow.errors import DataError, IngestError
+from eraflow.ingest.mapping import ColumnMap, MappingFile, SourceMapping
+from eraflow.ingest.timezones import localise_to_utc
+
+LONG_COLUMNS = ["time", "entity", "sensor", "value", "source"]
+Progress = Callable[[int, int, str], None]
+"""Callback ``(done, total, label)``: the CLI draws a bar, a Prefect task an artifact."""
+
+
+@dataclass
+class SourceReport:
+    """What reading one source did: counts a user can check against the raw files."""
+
+    source: str
+    files: list[str] = field(default_factory=list)
+    rows_read: int = 0
+    values: int = 0
+    entities: list[str] = field(default_factory=list)
+    sensors: list[str] = field(default_factory=list)
+    unmapped_columns: list[str] = field(default_factory=list)
+    non_numeric_values: dict[str, int] = field(default_factory=dict)
+    dropped_nonexistent: int = 0
+    dropped_ambiguous: int = 0
+    duplicates_merged: int = 0
+    first_time: pd.Timestamp | None = None
+    last_time: pd.Timestamp | None = None
+
+
+@dataclass
+class IngestResult:
+    """Canonical long rows of one source and its report."""
+
+    frame: pd.DataFrame
+    report: SourceReport
+
+
+def empty_long() -> pd.DataFrame:
+    """An empty frame with the canonical long schema and dtypes."""
+    return pd.DataFrame(
+        {
+            "time": pd.Series([], dtype="datetime64[ns, UTC]"),
+            "entity": pd.Series([], dtype="string"),
+            "sensor": pd.Series([], dtype="string"),
+            "value": pd.Series([], dtype="float64"),
+            "source": pd.Series([], dtype="string"),
+        }
+    )
+
+
+def _files(mapping: SourceMapping, root: Path) -> list[Path]:
+    found: list[Path] = []
+    for pattern in mapping.files:
+        matches = sorted(p for p in root.glob(pattern) if p.is_file())
+        if not matches:
+            raise IngestError(f"source {mapping.name!r}: no file matches {pattern!r} under {root}")
+        found.extend(matches)
+    return list(dict.fromkeys(found))
+
+
+def _read_header(path: Path, mapping: SourceMapping) -> list[list[str]]:
+    if mapping.header_rows == 0:
+        return []
+    try:
+        with path.open(encoding=mapping.encoding, newline="") as handle:
+            reader = csv.reader(handle, delimiter=mapping.delimiter)
+            rows = [next(reader, []) for _ in range(mapping.header_rows)]
+    except UnicodeDecodeError as exc:
+        raise IngestError(f"{path}: not readable as {mapping.encoding}: {exc}") from exc
+    return [[cell.strip() for cell in row] for row in rows]
+
+
+def _sniff_delimiter(path: Path, encoding: str) -> str | None:
+    try:
+        with path.open(encoding=encoding, errors="replace") as handle:
+            sample = handle.read(4096)
+        return csv.Sniffer().sniff(sample, delimiters=";,\t|").delimiter
+    except csv.Error:
+        return None
+
+
+def _positions(names: Sequence[str] | None, ref: str | int, path: Path, what: str) -> int:
+    if isinstance(ref, int):
+        return ref
+    if names is None:
+        raise IngestError(f"{path}: {what} {ref!r} is addressed by name but the file has no header")
+    hits = [i for i, name in enumerate(names) if name == ref]
+    if not hits:
+        raise IngestError(f"{path}: {what} {ref!r} not found; columns are {list(names)}")
+    if len(hits) > 1:
+        raise IngestError(
+            f"{path}: {what} {ref!r} is ambiguous (positions {hits}); address it by 'index'"
+        )
+    return hits[0]
+
+
+def _to_numeric(values: pd.Series, decimal: str) -> tuple[np.ndarray, int]:
+    if pd.api.types.is_numeric_dtype(values.dtype) and not pd.api.types.is_bool_dtype(values):
+        return values.to_numpy(dtype="float64", na_value=np.nan), 0
+    text = values.astype("string").str.strip()
+    if decimal != ".":
+        text = text.str.replace(",", ".", regex=False)
+    numbers = pd.to_numeric(text, errors="coerce")
+    bad = int((numbers.isna() & text.notna() & (text != "")).sum())
+    return numbers.to_numpy(dtype="float64", na_value=np.nan), bad
+
+
+def _parse_times(raw: pd.DataFrame, positions: list[int], mapping: SourceMapping,
+                 path: Path) -> pd.DatetimeIndex:
+    spec = mapping.time
+    if len(positions) == 1:
+        text = raw.iloc[:, positions[0]]
+    else:
+        text = raw.iloc[:, positions[0]].astype("string")
+        for pos in positions[1:]:
+            text = text + " " + raw.iloc[:, pos].astype("string")
+    missing = text.isna() | (text.astype("string").str.strip() == "")
+    if missing.any():
+        row = int(np.flatnonzero(missing.to_numpy())[0]) + mapping.header_rows + 1
+        raise IngestError(f"{path}: line {row} has no timestamp in the time column(s)")
+    if spec.unit is not None:
+        numbers = pd.to_numeric(text, errors="coerce")
+        parsed = pd.to_datetime(numbers, unit=spec.unit, utc=True, errors="coerce")
+    else:
+        parsed = pd.to_datetime(text.astype("string").str.strip(), format=spec.format,
+                                errors="coerce")
+    bad = parsed.isna().to_numpy()
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        raise IngestError(
+            f"{path}: line {first + mapping.header_rows + 1}: timestamp {text.iloc[first]!r} "
+            f"does not parse with format {spec.format or spec.unit or 'ISO'} "
+            f"({int(bad.sum())} such rows)"
+        )
+    return pd.DatetimeIndex(parsed)
+
+
+def _load_table(path: Path, mapping: SourceMapping) -> tuple[pd.DataFrame, list[str] | None]:
+    """The file body with positional columns, and the header names if any."""
+    if mapping.format == "parquet":
+        table = pd.read_parquet(path)
+        names = [str(c) for c in table.columns]
+        table.columns = range(table.shape[1])
+        return table, names
+    if mapping.format == "json-readings":
+        try:
+            streams = json.loads(path.read_text(encoding=mapping.encoding))
+            frames = [
+                pd.DataFrame(
+                    {
+                        "uuid": stream["uuid"],
+                        "time": [r[0] for r in stream["Readings"]],
+                        "value": [r[1] for r in stream["Readings"]],
+                    }
+                )
+                for stream in streams
+            ]
+        except (ValueError, KeyError, TypeError, IndexError) as exc:
+            raise IngestError(
+                f"{path}: not a JSON list of {{uuid, Readings: [[time, value], ...]}}: {exc}"
+            ) from exc
+        table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+            columns=["uuid", "time", "value"]
+        )
+        names = list(table.columns)
+        table.columns = range(table.shape[1])
+        return table, names
+
+    header = _read_header(path, mapping)
+    names = header[mapping.name_row] if header else None
+    expected = max(
+        [c.index for c in mapping.columns if c.index is not None]
+        + [p for p in mapping.time.columns if isinstance(p, int)]
+        + [1]
+    )
+    if names is not None and len(names) <= max(expected, 1):
+        guess = _sniff_delimiter(path, mapping.encoding)
+        hint = f"; it looks {guess!r}-separated" if guess and guess != mapping.delimiter else ""
+        raise IngestError(
+            f"{path}: delimiter {mapping.delimiter!r} splits the header into {len(names)} "
+            f"field(s), but the mapping needs more{hint}"
+        )
+    try:
+        table = pd.read_csv(
+            path,
+            sep=mapping.delimiter,
+            decimal="." if mapping.decimal == "either" else mapping.decimal,
+            header=None,
+            skiprows=mapping.header_rows,
+            na_values=mapping.na_values,
+            keep_default_na=False,
+            encoding=mapping.encoding,
+            dtype={i: "string" for i in mapping.time.columns if isinstance(i, int)},
+            low_memory=False,
+        )
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise IngestError(f"{path}: cannot parse as {mapping.format} "
+                          f"(delimiter {mapping.delimiter!r}): {exc}") from exc
+    except pd.errors.EmptyDataError:
+        table = pd.DataFrame(columns=range(len(names or [])))
+    if table.shape[1] <= expected:
+        guess = _sniff_delimiter(path, mapping.encoding)
+        hint = f"; it looks {guess!r}-separated" if guess and guess != mapping.delimiter else ""
+        raise IngestError(
+            f"{path}: {table.shape[1]} column(s) with delimiter {mapping.delimiter!r}, "
+            f"but the mapping refers to column {expected}{hint}"
+        )
+    return table, names
+
+
+def _wide_rows(table: pd.DataFrame, names: list[str] | None, times: pd.DatetimeIndex,
+               keep: np.ndarray, mapping: SourceMapping, path: Path,
+               report: SourceReport, used: set[int]) -> list[pd.DataFrame]:
+    entity_pos = (
+        _positions(names, mapping.entity_column, path, "entity column")
+        if mapping.entity_column else None
+    )
+    columns: list[tuple[ColumnMap, int]] = []
+    if mapping.columns:
+        for cmap in mapping.columns:
+            pos = cmap.index if cmap.index is not None else _positions(
+                names, cmap.column or "", path, "column")
+            if cmap.index is not None and cmap.column is not None and names is not None and (
+                pos >= len(names) or names[pos] != cmap.column
+            ):
+                found = names[pos] if pos < len(names) else "<none>"
+                raise IngestError(
+                    f"{path}: column {pos} is {found!r}, the mapping expects {cmap.column!r} "
+                    "(has the export changed?)"
+                )
+            columns.append((cmap, pos))
+    else:
+        if names is None:
+            raise IngestError(f"{path}: no header and no column mapping: cannot name sensors")
+        skip = used | ({entity_pos} if entity_pos is not None else set())
+        columns = [(ColumnMap(sensor=names[i], index=i), i)
+                   for i in range(table.shape[1]) if i not in skip]
+    mapped = {pos for _, pos in columns} | used | (
+        {entity_pos} if entity_pos is not None else set())
+    if names is not None:
+        for i, name in enumerate(names):
+            label = name or f"<column {i}>"
+            if i not in mapped and i < table.shape[1] and label not in report.unmapped_columns:
+                report.unmapped_columns.append(label)
+
+    kept_times = times[keep]
+    entity_values = (
+        table.iloc[:, entity_pos].astype("string").to_numpy()[keep] if entity_pos is not None
+        else None
+    )
+    pieces = []
+    for cmap, pos in columns:
+        values, bad = _to_numeric(table.iloc[:, pos], mapping.decimal)
+        if bad:
+            key = f"{path.name}:{cmap.sensor}"
+            report.non_numeric_values[key] = report.non_numeric_values.get(key, 0) + bad
+            non_empty = int(table.iloc[:, pos].notna().sum())
+            if bad > 0.5 * max(non_empty, 1):
+                sample = table.iloc[:, pos].dropna().iloc[0]
+                raise IngestError(
+                    f"{path}: column {pos} ({cmap.sensor}) is not numeric: e.g. {sample!r} "
+                    f"(decimal mark {mapping.decimal!r}; {bad} of {non_empty} values bad)"
+                )
+        values = values[keep] * cmap.scale + cmap.offset
+        present = ~np.isnan(values)
+        entity = cmap.entity or mapping.entity
+        pieces.append(
+            pd.DataFrame(
+                {
+                    "time": kept_times[present],
+                    "entity": entity_values[present] if entity_values is not None and not
+                    cmap.entity else entity,
+                    "sensor": cmap.sensor,
+                    "value": values[present],
+                }
+            )
+        )
+    return pieces
+
+
+def _long_rows(table: pd.DataFrame, names: list[str] | None, times: pd.DatetimeIndex,
+               keep: np.ndarray, mapping: SourceMapping, path: Path,
+               report: SourceReport) -> list[pd.DataFrame]:
+    sensor_pos = _positions(names, mapping.sensor_column or "", path, "sensor column")
+    value_pos = _positions(names, mapping.value_column or "", path, "value column")
+    entity_pos = (
+        _positions(names, mapping.entity_column, path, "entity column")
+        if mapping.entity_column else None
+    )
+    sensors = table.iloc[:, sensor_pos].astype("string").to_numpy()[keep]
+    values, bad = _to_numeric(table.iloc[:, value_pos], mapping.decimal)
+    if bad:
+        report.non_numeric_values[path.name] = report.non_numeric_values.get(path.name, 0) + bad
+    frame = pd.DataFrame(
+        {
+            "time": times[keep],
+            "entity": (table.iloc[:, entity_pos].astype("string").to_numpy()[keep]
+                       if entity_pos is not None else mapping.entity),
+            "source_sensor": sensors,
+            "value": values[keep],
+        }
+    )
+    if mapping.columns:
+        lookup = {c.column if c.column is not None else str(c.index): c for c in mapping.columns}
+        unknown = sorted(set(frame["source_sensor"].dropna()) - set(lookup))
+        report.unmapped_columns.extend(u for u in unknown if u not in report.unmapped_columns)
+        frame = frame[frame["source_sensor"].isin(list(lookup))]
+        scale = frame["source_sensor"].map({k: c.scale for k, c in lookup.items()})
+        offset = frame["source_sensor"].map({k: c.offset for k, c in lookup.items()})
+        frame = frame.assign(
+            sensor=frame["source_sensor"].map({k: c.sensor for k, c in lookup.items()}),
+            value=frame["value"] * scale.astype(float) + offset.astype(float),
+        )
+        entity_override = frame["source_sensor"].map({k: c.entity for k, c in lookup.items()})
+        frame["entity"] = entity_override.where(entity_override.notna(), frame["entity"])
+    else:
+        frame = frame.assign(sensor=frame["source_sensor"])
+    frame = frame.drop(columns="source_sensor")
+    return [frame[frame["value"].notna()]]
+
+
+def _resolve_duplicates(frame: pd.DataFrame, mapping: SourceMapping,
+                        report: SourceReport) -> pd.DataFrame:
+    keys = ["entity", "sensor", "time"]
+    dup = frame.duplicated(keys, keep=False)
+    if not dup.any():
+        return frame
+    if mapping.on_duplicate == "error":
+        first = frame[dup].sort_values(keys).iloc[0]
+        raise DataError(
+            f"source {mapping.name!r}: {int(dup.sum())} rows share a timestamp with another row "
+            f"of the same source, first {first['time']} ({first['entity']}/{first['sensor']}); "
+            "fix the export or set on_duplicate = 'mean' | 'first' | 'last'"
+        )
+    report.duplicates_merged = int(dup.sum() - frame[dup].drop_duplicates(keys).shape[0])
+    how = mapping.on_duplicate
+    grouped = frame.groupby(keys, sort=False, observed=True)["value"]
+    merged = getattr(grouped, how)().reset_index()
+    return merged
+
+
+def read_source(mapping: SourceMapping, root: str | Path, *,
+                start: pd.Timestamp | None = None, end: pd.Timestamp | None = None,
+                progress: Progress | None = None) -> IngestResult:
+    """Read every file of one source into canonical long rows within [start, end) UTC.
+
+    Rows come back sorted by (entity, sensor, time); values are float64; missing values are
+    absent rows. Errors name the file and line and what to change in the mapping.
+    """
+    root = Path(root)
+    report = SourceReport(source=mapping.name)
+    files = _files(mapping, root)
+    pieces: list[pd.DataFrame] = []
+    for done, path in enumerate(files):
+        table, names = _load_table(path, mapping)
+        report.files.append(str(path.relative_to(root)) if path.is_relative_to(root)
+                            else str(path))
+        report.rows_read += len(table)
+        time_refs = mapping.time.columns
+        if mapping.format == "json-readings":
+            time_refs = ["time"]
+        positions = [_positions(names, ref, path, "time column") for ref in time_refs]
+        if not len(table):
+            continue
+        naive = _parse_times(table, positions, mapping, path)
+        if naive.tz is None:
+            local = localise_to_utc(naive, timezone=mapping.time.timezone,
+                                    ambiguous=mapping.time.ambiguous,
+                                    nonexistent=mapping.time.nonexistent, where=str(path))
+            times = local.utc
+            report.dropped_nonexistent += local.dropped_nonexistent
+            report.dropped_ambiguous += local.dropped_ambiguous
+        else:
+            times = naive.tz_convert("UTC")
+        keep = ~np.asarray(times.isna())
+        if start is not None:
+            keep &= np.asarray(times >= start)
+        if end is not None:
+            keep &= np.asarray(times < end)
+        if mapping.layout == "long" or mapping.format == "json-readings":
+            if mapping.format == "json-readings":
+                mapping = mapping.model_copy(update={"sensor_column": "uuid",
+                                                     "value_column": "value"})
+            pieces += _long_rows(table, names, times, keep, mapping, path, report)
+        else:
+            pieces += _wide_rows(table, names, times, keep, mapping, path, report,
+                                 set(positions))
+        if progress is not None:
+            progress(done + 1, len(files), f"{mapping.name}: {path.name}")
+
+    frame = pd.concat(pieces, ignore_index=True) if pieces else empty_long()
+    frame = frame[["time", "entity", "sensor", "value"]]
+    frame = _resolve_duplicates(frame, mapping, report)
+    frame = frame.astype({"entity": "string", "sensor": "string", "value": "float64"})
+    frame["source"] = pd.Series(mapping.name, index=frame.index, dtype="string")
+    frame = frame.sort_values(["entity", "sensor", "time"], kind="stable").reset_index(drop=True)
+    report.values = len(frame)
+    report.entities = sorted(frame["entity"].unique().tolist())
+    report.sensors = sorted(frame["sensor"].unique().tolist())
+    if len(frame):
+        report.first_time = frame["time"].min()
+        report.last_time = frame["time"].max()
+    return IngestResult(frame=frame[LONG_COLUMNS], report=report)
+
+
+def read_mapping(mapping: MappingFile, root: str | Path, *,
+                 start: pd.Timestamp | None = None, end: pd.Timestamp | None = None,
+                 sources: Sequence[str] | None = None,
+                 progress: Progress | None = None) -> list[IngestResult]:
+    """Read several sources of one mapping file (optionally only the named ones)."""
+    chosen = mapping.sources
+    if sources is not None:
+        known = {s.name for s in mapping.sources}
+        missing = sorted(set(sources) - known)
+        if missing:
+            raise IngestError(f"unknown source(s) {missing}; the mapping has {sorted(known)}")
+        chosen = [s for s in mapping.sources if s.name in set(sources)]
+    return [read_source(s, root, start=start, end=end, progress=progress) for s in chosen]

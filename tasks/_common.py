@@ -1,0 +1,49 @@
+"""What every eraflow task shares: retry rules and progress reporting."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+from prefect import Task
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.client.schemas.objects import State, TaskRun
+from tqdm.auto import tqdm
+
+from eraflow.errors import EraflowError
+
+
+def retry_transient(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
+    """Retry unless the failure is eraflow's own verdict on the input (deterministic)."""
+    try:
+        state.result()
+    except EraflowError:
+        return False
+    except Exception:
+        return True
+    return True
+
+
+class RunProgress:
+    """Progress for people: a Prefect progress artifact in the UI and a bar on a terminal."""
+
+    def __init__(self, description: str) -> None:
+        self._artifact: UUID | None = None
+        self._description = description
+        self._bar: tqdm | None = None
+
+    def __call__(self, done: int, total: int, label: str) -> None:
+        """Report ``done`` of ``total`` steps (the library's progress callback)."""
+        share = 100.0 * done / total if total else 100.0
+        if self._artifact is None:
+            created = create_progress_artifact(progress=share, description=self._description)
+            self._artifact = created if isinstance(created, UUID) else getattr(
+                created, "id", None)
+        else:
+            update_progress_artifact(self._artifact, progress=share)
+        if self._bar is None:
+            self._bar = tqdm(total=total, desc=self._description, leave=False, disable=None)
+        self._bar.set_postfix_str(label, refresh=False)
+        self._bar.update(done - self._bar.n)
+        if done >= total:
+            self._bar.close()
