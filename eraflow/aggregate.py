@@ -92,6 +92,8 @@ def aggregate(
         ["entity", "sensor"], observed=True
     ).agg(values_in=("value", "size"), dropped_out_of_range=("out_of_range", "sum"))
     rows = rows[~out_of_range.to_numpy()]
+    if rows.empty:
+        raise DataError("every value lies outside its sensor's valid range (see the catalogue)")
 
     rows = rows.assign(bin=rows["time"].dt.floor(step))
     rows = rows.sort_values(["entity", "sensor", "time"], kind="stable")
@@ -113,6 +115,8 @@ def aggregate(
     wide = binned.pivot_table(index=["entity", "bin"], columns="sensor", values="value",
                               aggfunc="first", observed=True)
     wide.columns = [str(c) for c in wide.columns]
+    # A sensor whose every value was out of range stays, all-NaN: coverage reports it dead.
+    wide = wide.reindex(columns=sorted(map(str, sensors)))
 
     blocks = []
     for entity in wide.index.get_level_values("entity").unique():

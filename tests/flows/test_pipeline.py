@@ -1,0 +1,103 @@
+"""The feature-pipeline flow on a real (temporary) Prefect API."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+from eraflow.aggregate import aggregate
+from eraflow.catalogue import load_catalogue
+from eraflow.config import SimulatorSettings
+from eraflow.gapfill import gap_fill
+from eraflow.simulate import simulate
+from flows.pipeline import feature_pipeline, main
+
+
+def artifact_keys(flow_run_id: object) -> set[str]:
+    with get_client(sync_client=True) as client:
+        artifacts = client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+        )
+    return {a.key for a in artifacts if a.key} | {a.type for a in artifacts}
+
+
+def test_simulator_run_stores_the_grid_idempotently(tmp_path: Path) -> None:
+    store = tmp_path / "store"
+    settings = SimulatorSettings(days=4, entities=["sim_a", "sim_b"], seed=11)
+    state = feature_pipeline(store=str(store), simulator=settings, return_state=True)
+    assert state.is_completed(), state.message
+    summary = state.result()
+    assert summary["grid_rows"] == 4 * 288 * 2
+    assert summary["entities"] == ["sim_a", "sim_b"]
+
+    stored = pd.read_parquet(store / "grid").sort_values(["entity", "time"])
+    # The flow stores exactly what the library computes on the same simulated data.
+    sim = simulate(start=settings.start, days=4, entities=settings.entities, seed=11)
+    expected = gap_fill(aggregate(list(sim.sources.values()), load_catalogue()).grid,
+                        load_catalogue()).grid
+    np.testing.assert_allclose(stored["air_temp_c"].to_numpy(),
+                               expected["air_temp_c"].to_numpy())
+    assert stored["filled__air_temp_c"].sum() == expected["filled__air_temp_c"].sum() > 0
+
+    with get_client(sync_client=True) as client:
+        run = client.read_flow_run(state.state_details.flow_run_id)
+    assert run.state is not None and run.state.is_completed()
+    keys = artifact_keys(run.id)
+    assert {"ingest-report", "grid-coverage", "pipeline-summary"} <= keys
+
+    again = feature_pipeline(store=str(store), simulator=settings, return_state=True)
+    assert again.is_completed()
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(store / "grid").sort_values(["entity", "time"]).reset_index(drop=True),
+        stored.reset_index(drop=True))
+    coverage = pd.read_parquet(store / "coverage")
+    assert len(coverage) == 2 * len(stored.filter(like="filled__").columns)
+
+
+@pytest.mark.realdata
+def test_knudjepsen_month(tmp_path: Path, greenhouse_dir: Path) -> None:
+    state = feature_pipeline(source="knudjepsen", data_root=str(greenhouse_dir / "knudjepsen"),
+                             start="2015-10-01", end="2015-11-01", store=str(tmp_path),
+                             return_state=True)
+    assert state.is_completed(), state.message
+    grid = pd.read_parquet(tmp_path / "grid")
+    assert grid.groupby("entity").size().to_dict() == {"kj_no3": 31 * 288, "kj_no4": 31 * 288}
+    no3 = grid[grid["entity"] == "kj_no3"].set_index("time")
+    # "25-10-2015 03:00:00";22,2 (CET) = 02:00 UTC; the dropped DST hour is bridged only
+    # where it is short enough: 2 h 5 min exceeds air temperature's 30 min limit.
+    assert no3.loc[pd.Timestamp("2015-10-25 02:00", tz="UTC"), "air_temp_c"] == 22.2
+    assert no3.loc[pd.Timestamp("2015-10-25 01:00", tz="UTC"), "air_temp_c"] != \
+        no3.loc[pd.Timestamp("2015-10-25 01:00", tz="UTC"), "air_temp_c"]  # NaN: not invented
+    assert no3["co2_ppm"].isna().all()  # the dead sensor, reported in coverage
+    coverage = pd.read_parquet(tmp_path / "coverage").set_index(["entity", "sensor"])
+    assert bool(coverage.loc[("kj_no3", "co2_ppm"), "all_missing"])
+
+
+def test_bad_parameters_fail_before_any_work(tmp_path: Path) -> None:
+    state = feature_pipeline(source="knudjepsen", store=str(tmp_path / "s"), return_state=True)
+    assert state.is_failed()
+    assert "needs data_root" in state.message
+    state = feature_pipeline(freq="1 fortnight", store=str(tmp_path / "s"), return_state=True)
+    assert state.is_failed() and "freq" in state.message
+    assert not (tmp_path / "s").exists()
+
+
+def test_empty_range_fails_clearly_and_writes_nothing(tmp_path: Path) -> None:
+    state = feature_pipeline(start="2030-01-01", end="2030-01-02", store=str(tmp_path / "s"),
+                             simulator=SimulatorSettings(days=2), return_state=True)
+    assert state.is_failed()
+    assert "empty range" in state.message
+    assert not (tmp_path / "s").exists()
+
+
+def test_cli_prints_where_the_results_are(tmp_path: Path, capsys: pytest.CaptureFixture[str]
+                                          ) -> None:
+    assert main(["--store", str(tmp_path / "cli"), "--days", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "flow run Completed" in out and str(tmp_path / "cli") in out
+    assert main(["--store", str(tmp_path / "x"), "--freq", "bad"]) == 1
