@@ -18,6 +18,7 @@ exceptions:
 
 from __future__ import annotations
 
+import itertools
 import warnings
 from pathlib import Path
 
@@ -33,9 +34,7 @@ from tsfresh.feature_extraction import feature_calculators as fc  # noqa: E402
 DATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "greenhouse"
 REAL_CSV = DATA / "knudjepsen" / "NO3_LAMPEGRP_1.csv"
 
-TSFRESH_SPECS = [
-    s for c in feature_registry().values() if c.tsfresh for s in c.specs()
-]
+TSFRESH_SPECS = [s for c in feature_registry().values() if c.tsfresh for s in c.specs()]
 THRESHOLD = {
     "count_above_mean",
     "count_below_mean",
@@ -194,7 +193,7 @@ def test_every_tsfresh_calculator_equals_tsfresh_on_real_data():
     cuts = np.sort(rng.choice(np.arange(1, len(frame)), size=12, replace=False))
     bounds = np.concatenate([[0], cuts, [len(frame)]])
     parts, clean = [], []
-    for a, b in zip(bounds[:-1], bounds[1:], strict=True):
+    for a, b in itertools.pairwise(bounds):
         for c in cols:
             g = frame[c].to_numpy()[a:b]
             parts.append(g)
@@ -225,8 +224,12 @@ def test_extract_features_names_and_values_match():
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         ref = extract_features(
-            df, column_id="id", column_sort="time", default_fc_parameters=settings,
-            n_jobs=0, disable_progressbar=True,
+            df,
+            column_id="id",
+            column_sort="time",
+            default_fc_parameters=settings,
+            n_jobs=0,
+            disable_progressbar=True,
         )
     offsets = np.concatenate([[0], np.cumsum([len(s) for s in segs])])
     matrix, specs, _ = compute_segment_matrix(

@@ -1,0 +1,51 @@
+"""Feature engine (Prefect-free): a registry of vectorised calculators over NumPy or CuPy.
+
+Public API
+----------
+- :func:`compute_features`: per-entity grid + fill mask + eras -> long feature table.
+- :func:`compute_segment_matrix`: flat segments + offsets -> (segment x feature) matrix.
+- :func:`feature_registry`, :func:`profile_specs`, :func:`parse_feature_name`, :class:`FeatureSpec`.
+"""
+
+from eraflow.features.arrays import gpu_available, select_array_module
+from eraflow.features.engine import (
+    FEATURE_COLUMNS,
+    compute_features,
+    compute_segment_matrix,
+    grid_step,
+    to_wide,
+)
+from eraflow.features.registry import (
+    PROFILES,
+    SEED_FEATURES,
+    Calculator,
+    FeatureSpec,
+    feature,
+    feature_registry,
+    get_calculator,
+    parse_feature_name,
+    profile_specs,
+    resolve_features,
+)
+from eraflow.features.rolling import window_rows
+
+__all__ = [
+    "FEATURE_COLUMNS",
+    "PROFILES",
+    "SEED_FEATURES",
+    "Calculator",
+    "FeatureSpec",
+    "compute_features",
+    "compute_segment_matrix",
+    "feature",
+    "feature_registry",
+    "get_calculator",
+    "gpu_available",
+    "grid_step",
+    "parse_feature_name",
+    "profile_specs",
+    "resolve_features",
+    "select_array_module",
+    "to_wide",
+    "window_rows",
+]
