@@ -12,7 +12,7 @@ from eraflow.features.engine import (
     FEATURE_COLUMNS,
     compute_features,
     compute_segment_matrix,
-    grid_step,
+    infer_step,
     to_wide,
 )
 from eraflow.features.registry import (
@@ -41,7 +41,7 @@ __all__ = [
     "feature_registry",
     "get_calculator",
     "gpu_available",
-    "grid_step",
+    "infer_step",
     "parse_feature_name",
     "profile_specs",
     "resolve_features",

@@ -92,7 +92,7 @@ def _run(batch: SegmentBatch, specs: list[FeatureSpec]) -> np.ndarray:
     return ar.to_host(out)
 
 
-def grid_step(index: pd.DatetimeIndex) -> pd.Timedelta | None:
+def infer_step(index: pd.DatetimeIndex) -> pd.Timedelta | None:
     """The regular step of ``index`` or None when it has fewer than two rows.
 
     Raises
@@ -176,7 +176,7 @@ def compute_features(
     unknown = [c for c in cols if c not in values.columns]
     if unknown:
         raise ConfigError(f"unknown sensors {unknown}; values has {list(values.columns)}")
-    inferred = grid_step(values.index)
+    inferred = infer_step(values.index)
     step_td = pd.Timedelta(step) if step is not None else inferred
     if step is not None and inferred is not None and step_td != inferred:
         raise DataError(f"step={step!r} does not match the index step {inferred}")
