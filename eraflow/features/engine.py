@@ -108,7 +108,10 @@ def infer_step(index: pd.DatetimeIndex) -> pd.Timedelta | None:
     return pd.Timedelta(int(d[0]), unit="ns")
 
 
-def _validate(values: pd.DataFrame, fill_mask: pd.DataFrame | None, eras: pd.DataFrame) -> None:
+def validate_inputs(
+    values: pd.DataFrame, fill_mask: pd.DataFrame | None, eras: pd.DataFrame
+) -> None:
+    """Check the grid/mask/eras contract shared by the engine and the tsfresh stage."""
     idx = values.index
     if not isinstance(idx, pd.DatetimeIndex):
         raise DataError("values must have a DatetimeIndex named 'time'")
@@ -170,7 +173,7 @@ def compute_features(
     pandas.DataFrame
         Long table with columns exactly :data:`FEATURE_COLUMNS`, on the host.
     """
-    _validate(values, fill_mask, eras)
+    validate_inputs(values, fill_mask, eras)
     specs = resolve_features(profile)
     cols = list(values.columns) if sensors is None else list(sensors)
     unknown = [c for c in cols if c not in values.columns]
@@ -188,8 +191,8 @@ def compute_features(
     x = values[cols].to_numpy(dtype=np.float64)
     fm = None if fill_mask is None else fill_mask[cols].to_numpy(dtype=bool)
     t = values.index.as_unit("ns").asi8
-    starts = _to_utc_ns(eras_e["start"])
-    ends = _to_utc_ns(eras_e["end"])
+    starts = to_utc_ns(eras_e["start"])
+    ends = to_utc_ns(eras_e["end"])
     r0 = np.searchsorted(t, starts, side="left")
     r1 = np.searchsorted(t, ends, side="left")
     r1 = np.maximum(r1, r0)
@@ -239,7 +242,8 @@ def compute_features(
     return out
 
 
-def _to_utc_ns(col: pd.Series) -> np.ndarray:
+def to_utc_ns(col: pd.Series) -> np.ndarray:
+    """UTC nanoseconds of a tz-aware time column (era bounds), as int64."""
     ts = pd.DatetimeIndex(pd.to_datetime(col))
     if ts.tz is None:
         raise DataError("era start/end must be timezone-aware UTC timestamps")
