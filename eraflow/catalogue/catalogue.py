@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tomllib
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import timedelta
 from importlib import resources
 from pathlib import Path
@@ -100,7 +100,7 @@ class Catalogue:
     def __len__(self) -> int:
         return len(self._specs)
 
-    def __iter__(self) -> Iterable[str]:  # type: ignore[override]
+    def __iter__(self) -> Iterator[str]:
         return iter(self._specs)
 
     @property

@@ -149,6 +149,7 @@ def _parse_times(raw: pd.DataFrame, positions: list[int], mapping: SourceMapping
 
 def _load_table(path: Path, mapping: SourceMapping) -> tuple[pd.DataFrame, list[str] | None]:
     """The file body with positional columns, and the header names if any."""
+    names: list[str] | None
     if mapping.format == "parquet":
         table = pd.read_parquet(path)
         names = [str(c) for c in table.columns]
