@@ -2,5 +2,6 @@
 
 from eraflow.store.base import TABLES, ResultStore
 from eraflow.store.parquet import ParquetStore
+from eraflow.store.postgres import PostgresStore
 
-__all__ = ["TABLES", "ParquetStore", "ResultStore"]
+__all__ = ["TABLES", "ParquetStore", "PostgresStore", "ResultStore"]

@@ -60,6 +60,10 @@ def _conform(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     out = out[columns]
     types = {c: ("bool" if c.startswith(MASK_PREFIX) else "float64")
              for c in columns if c not in ("time", "entity")}
+    for column in columns:
+        if column.startswith(MASK_PREFIX):
+            # NaN (a sensor absent for an entity) means "not filled"; astype(bool) says True.
+            out[column] = out[column].astype("boolean").fillna(False)
     out = out.astype(types | {"entity": "string"})
     out["time"] = out["time"].astype("datetime64[us, UTC]")
     return out
