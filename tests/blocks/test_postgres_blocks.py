@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import logging
-import os
 import pickle
-import uuid
 from collections.abc import Iterator
 
 import pandas as pd
@@ -14,32 +12,21 @@ import pytest
 from prefect.blocks.core import Block
 from prefect.client.orchestration import get_client
 from prefect.testing.standard_test_suites import BlockStandardTestSuite
-from psycopg import sql
 
 from blocks.postgres import PostgresConnection, PostgresStoreBlock
 from eraflow.store.postgres import PostgresConnectionError, PostgresStore
+from tests.pg import ADMIN_DSN, fresh_database
 
 pytestmark = pytest.mark.postgres
 
-ADMIN_DSN = os.environ.get("ERAFLOW_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 SECRET = "Tr0ub4dor-and-3"
 
 
 @pytest.fixture(scope="module")
 def database() -> Iterator[str]:
     """A fresh database name for this module, dropped afterwards."""
-    try:
-        admin = psycopg.connect(ADMIN_DSN, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        pytest.fail(f"PostgreSQL is unreachable at {ADMIN_DSN}: {exc}; start it or set "
-                    "ERAFLOW_TEST_PG", pytrace=False)
-    name = f"eraflow_test_{uuid.uuid4().hex[:8]}"
-    with admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        try:
-            yield name
-        finally:
-            admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+    with fresh_database() as (_, name):
+        yield name
 
 
 def connection_block(database: str, **kw: object) -> PostgresConnection:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
@@ -16,28 +14,18 @@ from psycopg import sql
 from eraflow.ingest import load_mapping, read_mapping
 from eraflow.ingest.postgres_source import PostgresSourceConfig, read_postgres
 from eraflow.load_source import main
+from tests.pg import fresh_database
 
 pytestmark = pytest.mark.postgres
 
-ADMIN_DSN = os.environ.get("ERAFLOW_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 LINES = 3000
 
 
 @pytest.fixture(scope="module")
 def dsn() -> Iterator[str]:
     """A fresh database for this module, dropped afterwards."""
-    try:
-        admin = psycopg.connect(ADMIN_DSN, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        pytest.fail(f"PostgreSQL is unreachable at {ADMIN_DSN}: {exc}; start it or set "
-                    "ERAFLOW_TEST_PG", pytrace=False)
-    name = f"eraflow_test_{uuid.uuid4().hex[:8]}"
-    with admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        try:
-            yield psycopg.conninfo.make_conninfo(ADMIN_DSN, dbname=name)
-        finally:
-            admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+    with fresh_database() as (dsn, _):
+        yield dsn
 
 
 @pytest.fixture(scope="module")

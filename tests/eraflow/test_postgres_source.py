@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
 
 import numpy as np
@@ -15,10 +13,10 @@ from psycopg import sql
 from eraflow.errors import ConfigError, DataError, IngestError
 from eraflow.ingest import LONG_COLUMNS
 from eraflow.ingest.postgres_source import PostgresSourceConfig, read_postgres
+from tests.pg import fresh_database
 
 pytestmark = pytest.mark.postgres
 
-ADMIN_DSN = os.environ.get("ERAFLOW_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 T0 = pd.Timestamp("2024-03-30 22:00", tz="UTC")
 TIMES = pd.date_range(T0, periods=12, freq="1h")
 HOSTILE = 'x"; DROP TABLE y; --'
@@ -27,21 +25,9 @@ HOSTILE = 'x"; DROP TABLE y; --'
 @pytest.fixture(scope="module")
 def conn() -> Iterator[psycopg.Connection]:
     """A fresh database with a wide, a long and a naive-time source table."""
-    try:
-        admin = psycopg.connect(ADMIN_DSN, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        pytest.fail(f"PostgreSQL is unreachable at {ADMIN_DSN}: {exc}; start it or set "
-                    "ERAFLOW_TEST_PG", pytrace=False)
-    name = f"eraflow_test_{uuid.uuid4().hex[:8]}"
-    with admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        try:
-            with psycopg.connect(psycopg.conninfo.make_conninfo(ADMIN_DSN, dbname=name),
-                                 autocommit=True) as db:
-                _fill(db)
-                yield db
-        finally:
-            admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+    with fresh_database() as (dsn, _), psycopg.connect(dsn, autocommit=True) as db:
+        _fill(db)
+        yield db
 
 
 def _fill(db: psycopg.Connection) -> None:

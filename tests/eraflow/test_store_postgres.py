@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 import pickle
 import uuid
 from collections.abc import Iterator
@@ -12,7 +11,6 @@ import numpy as np
 import pandas as pd
 import psycopg
 import pytest
-from psycopg import sql
 
 from eraflow.errors import ConfigError, StoreError
 from eraflow.store.base import ResultStore
@@ -24,28 +22,18 @@ from eraflow.store.postgres import (
     split_password,
     stored_name,
 )
+from tests.pg import fresh_database
 
 pytestmark = pytest.mark.postgres
 
-ADMIN_DSN = os.environ.get("ERAFLOW_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 T0 = pd.Timestamp("2024-01-30", tz="UTC")
 
 
 @pytest.fixture(scope="module")
 def pg_dsn() -> Iterator[str]:
     """A fresh database for this module, dropped afterwards."""
-    try:
-        admin = psycopg.connect(ADMIN_DSN, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        pytest.fail(f"PostgreSQL is unreachable at {ADMIN_DSN}: {exc}; start it or set "
-                    "ERAFLOW_TEST_PG", pytrace=False)
-    name = f"eraflow_test_{uuid.uuid4().hex[:8]}"
-    with admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        try:
-            yield psycopg.conninfo.make_conninfo(ADMIN_DSN, dbname=name)
-        finally:
-            admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+    with fresh_database() as (dsn, _):
+        yield dsn
 
 
 @pytest.fixture
