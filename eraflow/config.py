@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -13,6 +13,7 @@ from eraflow.errors import ConfigError
 from eraflow.grid import grid_step
 
 SIMULATOR = "simulator"
+POSTGRES = "postgres"
 
 
 def to_utc(value: datetime | str | pd.Timestamp | None) -> pd.Timestamp | None:
@@ -40,7 +41,8 @@ class PipelineConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
 
     source: str = Field(default=SIMULATOR,
-                        description="'simulator', a mapping preset name, or a mapping TOML path")
+                        description="'simulator', 'postgres', a mapping preset name, or a "
+                        "mapping TOML path")
     data_root: Path | None = Field(default=None, description="folder the mapping's globs use")
     sources: list[str] | None = Field(default=None, description="only these mapped sources")
     start: pd.Timestamp | None = None
@@ -48,8 +50,19 @@ class PipelineConfig(BaseModel):
     freq: str = "5min"
     catalogue: Path | None = Field(default=None, description="user catalogue TOML override")
     store: Path = Path("eraflow-store")
+    store_block: str | None = Field(
+        default=None, description="a saved store block 'slug/name', e.g. "
+        "'eraflow-postgres-store/prod'; overrides store")
+    source_block: str | None = Field(
+        default=None, description="source 'postgres': the saved PostgresConnection block name")
+    postgres_source: dict[str, Any] | None = Field(
+        default=None, description="source 'postgres': the table and column mapping "
+        "(PostgresSourceConfig fields)")
     entities: list[str] | None = Field(default=None, description="keep only these entities")
     simulator: SimulatorSettings = Field(default_factory=SimulatorSettings)
+    features_profile: str = Field(default="efficient",
+                                  description="feature engine profile: minimal, seeds, efficient")
+    device: Literal["auto", "gpu", "cpu"] = "auto"
 
     @field_validator("start", "end", mode="before")
     @classmethod
@@ -65,12 +78,30 @@ class PipelineConfig(BaseModel):
         grid_step(value)
         return value
 
+    @field_validator("features_profile")
+    @classmethod
+    def _profile(cls, value: str) -> str:
+        from eraflow.features import PROFILES
+
+        if value not in PROFILES:
+            raise ValueError(f"unknown features profile {value!r}; choose from {sorted(PROFILES)}")
+        return value
+
     @model_validator(mode="after")
     def _consistent(self) -> PipelineConfig:
         if self.start is not None and self.end is not None and self.start >= self.end:
             raise ValueError(f"empty range: start {self.start} is not before end {self.end}")
-        if self.source != SIMULATOR and self.data_root is None:
+        if self.source == POSTGRES:
+            if self.source_block is None or self.postgres_source is None:
+                raise ValueError("source 'postgres' needs source_block (a PostgresConnection "
+                                 "block name) and postgres_source (at least {'table': ...})")
+            from eraflow.ingest.postgres_source import PostgresSourceConfig
+
+            PostgresSourceConfig.parse(self.postgres_source)
+        elif self.source != SIMULATOR and self.data_root is None:
             raise ValueError(f"source {self.source!r} needs data_root (the folder of its files)")
+        if self.store_block is not None and self.store_block.count("/") != 1:
+            raise ValueError(f"store_block {self.store_block!r} must read 'block-type-slug/name'")
         if self.data_root is not None and not self.data_root.is_dir():
             raise ValueError(f"data_root {self.data_root} is not a folder")
         return self

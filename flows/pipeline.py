@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import sys
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from prefect import flow, get_run_logger
@@ -21,7 +20,7 @@ from eraflow.grid import grid_step
 from tasks.aggregate import aggregate_grid
 from tasks.gapfill import fill_gaps
 from tasks.ingest import ingest_sources
-from tasks.store import write_grid
+from tasks.store import describe_store, write_grid
 
 
 @flow(name="feature-pipeline", flow_run_name="pipeline[{source}]", log_prints=True)
@@ -36,6 +35,9 @@ def feature_pipeline(
     sources: list[str] | None = None,
     entities: list[str] | None = None,
     simulator: SimulatorSettings | None = None,
+    store_block: str | None = None,
+    source_block: str | None = None,
+    postgres_source: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Preprocess one range of one source set into the stored grid.
 
@@ -45,7 +47,8 @@ def feature_pipeline(
     config = PipelineConfig.build(
         source=source, data_root=data_root, start=start, end=end, freq=freq, store=store,
         catalogue=catalogue, sources=sources, entities=entities,
-        simulator=simulator or SimulatorSettings(),
+        simulator=simulator or SimulatorSettings(), store_block=store_block,
+        source_block=source_block, postgres_source=postgres_source,
     )
     frames = ingest_sources(config)
     aggregated = aggregate_grid(frames, config)
@@ -56,7 +59,7 @@ def feature_pipeline(
     rows = write_grid(filled.grid, filled.coverage, config, start_utc, end_utc)
 
     summary = {
-        "store": str(Path(config.store).resolve()),
+        "store": describe_store(config),
         "grid_rows": int(rows),
         "entities": sorted(grid["entity"].unique().tolist()),
         "sensors": int(sum(1 for c in grid.columns if c not in ("time", "entity")
@@ -69,11 +72,12 @@ def feature_pipeline(
         markdown="\n".join(
             ["# eraflow run", "", "| item | value |", "|---|---|"]
             + [f"| {k} | {v} |" for k, v in summary.items()]
-            + ["", f"Read the grid with `pandas.read_parquet('{summary['store']}/grid')`."]
+            + ([] if config.store_block else
+               ["", f"Read the grid with `pandas.read_parquet('{summary['store']}/grid')`."])
         ),
         description="Where this run's results are",
     )
-    get_run_logger().info("grid stored in %s/grid", summary["store"])
+    get_run_logger().info("grid stored in %s", summary["store"])
     return summary
 
 

@@ -7,8 +7,9 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from eraflow.config import SIMULATOR, PipelineConfig
-from eraflow.ingest import load_mapping, read_mapping
+from eraflow.config import POSTGRES, SIMULATOR, PipelineConfig
+from eraflow.ingest import IngestResult, load_mapping, read_mapping
+from eraflow.ingest.postgres_source import PostgresSourceConfig, read_postgres
 from eraflow.simulate import simulate
 from tasks._common import RunProgress, retry_transient
 
@@ -27,10 +28,7 @@ def ingest_sources(config: PipelineConfig) -> list[pd.DataFrame]:
                  "entities": ", ".join(sorted(frame["entity"].unique()))}
                 for name, frame in data.sources.items()]
     else:
-        mapping = load_mapping(config.source)
-        results = read_mapping(mapping, config.data_root or ".", start=config.start,
-                               end=config.end, sources=config.sources,
-                               progress=RunProgress(f"ingest {config.source}"))
+        results = _read_files_or_table(config)
         frames = [r.frame for r in results]
         rows = [{"source": r.report.source, "files": len(r.report.files),
                  "rows_read": r.report.rows_read, "values": r.report.values,
@@ -45,3 +43,18 @@ def ingest_sources(config: PipelineConfig) -> list[pd.DataFrame]:
                           description=f"Sources read for {config.source}")
     logger.info("ingested %d values from %d source(s)", sum(map(len, frames)), len(frames))
     return frames
+
+
+def _read_files_or_table(config: PipelineConfig) -> list[IngestResult]:
+    progress = RunProgress(f"ingest {config.source}")
+    if config.source == POSTGRES:
+        from blocks.postgres import PostgresConnection
+
+        source = PostgresSourceConfig.parse(config.postgres_source or {})
+        block = PostgresConnection.load(str(config.source_block).split("/")[-1])
+        with block.connect() as connection:
+            return [read_postgres(source, connection, start=config.start, end=config.end,
+                                  entities=config.entities, progress=progress)]
+    mapping = load_mapping(config.source)
+    return read_mapping(mapping, config.data_root or ".", start=config.start, end=config.end,
+                        sources=config.sources, progress=progress)

@@ -1,0 +1,72 @@
+"""The pipeline from a PostgreSQL source to a PostgreSQL sink, on the real Knud Jepsen data."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pandas as pd
+import psycopg
+import pytest
+
+from blocks.postgres import PostgresConnection, PostgresStoreBlock
+from eraflow.ingest import load_mapping, read_mapping
+from eraflow.load_source import load_frame
+from eraflow.store import PostgresStore
+from flows.pipeline import feature_pipeline
+from tests.pg import fresh_database
+
+pytestmark = [pytest.mark.postgres, pytest.mark.realdata, pytest.mark.slow]
+
+START, END = "2015-10-01", "2015-11-01"
+SOURCES = ["kj_no3_climate", "kj_no4_climate"]
+
+
+@pytest.fixture(scope="module")
+def loaded_database(greenhouse_dir: Path) -> Iterator[str]:
+    """A database whose ``sensor_data`` table holds October 2015 of both compartments."""
+    results = read_mapping(load_mapping("knudjepsen"), greenhouse_dir / "knudjepsen",
+                           sources=SOURCES, start=pd.Timestamp(START, tz="UTC"),
+                           end=pd.Timestamp(END, tz="UTC"))
+    long = pd.concat([r.frame for r in results], ignore_index=True)
+    with fresh_database() as (dsn, _), psycopg.connect(dsn) as conn:
+        load_frame(conn, long, table="sensor_data", layout="wide")
+        yield dsn
+
+
+def test_postgres_to_postgres_equals_files_to_parquet(loaded_database: str, tmp_path: Path,
+                                                      greenhouse_dir: Path) -> None:
+    conninfo = psycopg.conninfo.conninfo_to_dict(loaded_database)
+    connection = PostgresConnection(host=str(conninfo.get("host", "127.0.0.1")),
+                                    port=int(conninfo.get("port", 5432)),
+                                    database=str(conninfo["dbname"]),
+                                    user=str(conninfo.get("user", "postgres")))
+    connection.save("kj-source", overwrite=True)
+    PostgresStoreBlock(connection=connection, db_schema="results").save("kj-results",
+                                                                       overwrite=True)
+    params = {"source": "postgres", "source_block": "kj-source",
+              "postgres_source": {"table": "sensor_data", "layout": "wide"},
+              "store_block": "eraflow-postgres-store/kj-results", "start": START, "end": END}
+    state = feature_pipeline(**params, return_state=True)
+    assert state.is_completed(), state.message
+    assert "password" not in state.result()["store"]
+
+    files = feature_pipeline(source="knudjepsen", data_root=str(greenhouse_dir / "knudjepsen"),
+                             sources=SOURCES, start=START, end=END, store=str(tmp_path),
+                             return_state=True)
+    assert files.is_completed(), files.message
+
+    with PostgresStore(loaded_database, schema="results") as store:
+        from_postgres = store.read_grid()
+        coverage_rows = len(store.read_table("coverage"))
+    from_files = pd.read_parquet(tmp_path / "grid").sort_values(["entity", "time"])
+    assert len(from_postgres) == 2 * 31 * 288
+    pd.testing.assert_frame_equal(from_postgres.reset_index(drop=True),
+                                  from_files.reset_index(drop=True), check_dtype=False,
+                                  check_column_type=False)
+
+    again = feature_pipeline(**params, return_state=True)  # idempotent re-run of the range
+    assert again.is_completed()
+    with PostgresStore(loaded_database, schema="results") as store:
+        assert len(store.read_grid()) == len(from_postgres)
+        assert len(store.read_table("coverage")) == coverage_rows
