@@ -1,0 +1,108 @@
+"""A picture of the eras for a grower: the signals stacked, era boundaries drawn per level."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from eraflow.eras.exceptions import UnknownSignalError
+
+__all__ = ["plot_eras"]
+
+#: Line style per level: coarse boundaries thick and dark, fine ones thin and light.
+_STYLE: dict[str, tuple[str, float, float]] = {
+    "A": ("#b2182b", 2.4, 0.95),
+    "B": ("#ef8a62", 1.1, 0.8),
+    "C": ("#969696", 0.4, 0.6),
+}
+
+
+def plot_eras(
+    values: pd.DataFrame,
+    eras: pd.DataFrame,
+    *,
+    signals: Sequence[str] | None = None,
+    path: str | Path,
+    title: str | None = None,
+    plot_step: str | None = "1h",
+) -> Path:
+    """Save a PNG with one panel per signal and the era boundaries of every level.
+
+    Parameters
+    ----------
+    values : DataFrame
+        The grid the eras were detected on (UTC ``DatetimeIndex``).
+    eras : DataFrame
+        The eras table of one entity (:func:`eraflow.eras.detect_eras`).
+    signals : sequence of str, optional
+        Columns to draw; default: the ``signals`` recorded in the eras table.
+    path : str or Path
+        Where to write the PNG (parent folders are created).
+    title : str, optional
+        Figure title; default: the entity and era counts per level.
+    plot_step : str, optional
+        Signals are drawn as means over this span (a year of 5-minute points is too dense to
+        read); ``None`` draws every row.
+
+    Returns
+    -------
+    Path
+        The PNG written.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.lines import Line2D
+
+    if signals is None:
+        recorded = eras["signals"].iloc[0] if len(eras) else ""
+        signals = [s for s in str(recorded).split(",") if s]
+    missing = [s for s in signals if s not in values.columns]
+    if missing:
+        raise UnknownSignalError(f"cannot plot {missing}: not columns of the values frame")
+    frame = values[list(signals)]
+    if plot_step is not None and len(frame) > 2000:
+        frame = frame.resample(plot_step).mean()
+    n_panels = max(1, len(signals))
+    fig, axes = plt.subplots(
+        n_panels, 1, sharex=True, figsize=(14, 1.8 * n_panels + 1.2), squeeze=False
+    )
+    levels = [lv for lv in ("C", "B", "A") if lv in set(eras["level"])]
+    for ax, name in zip(axes[:, 0], signals, strict=False):
+        ax.plot(frame.index, frame[name], lw=0.6, color="#2166ac")
+        ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=8)
+        ax.tick_params(labelsize=7)
+        for lv in levels:
+            colour, width, alpha = _STYLE[lv]
+            starts = eras.loc[(eras["level"] == lv) & (eras["era_id"] > 0), "start"]
+            # one collection per level: thousands of axvline calls take seconds
+            ax.vlines(
+                list(starts),
+                0,
+                1,
+                transform=ax.get_xaxis_transform(),
+                colors=colour,
+                lw=width,
+                alpha=alpha,
+                zorder=3 if lv == "A" else 2,
+            )
+    counts = {lv: int((eras["level"] == lv).sum()) for lv in ("A", "B", "C")}
+    entity = str(eras["entity"].iloc[0]) if len(eras) else ""
+    head = title or (
+        f"{entity}: eras A={counts['A']}, B={counts['B']}, C={counts['C']} (boundaries, UTC)"
+    )
+    fig.suptitle(head, fontsize=10)
+    handles = [
+        Line2D([0], [0], color=_STYLE[lv][0], lw=_STYLE[lv][1], label=f"level {lv}")
+        for lv in ("A", "B", "C")
+    ]
+    axes[0, 0].legend(handles=handles, loc="upper right", fontsize=7, ncol=3, framealpha=0.8)
+    fig.tight_layout()
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
