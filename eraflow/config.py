@@ -63,6 +63,9 @@ class PipelineConfig(BaseModel):
     features_profile: str = Field(default="efficient",
                                   description="feature engine profile: minimal, seeds, efficient")
     device: Literal["auto", "gpu", "cpu"] = "auto"
+    era_method: Literal["pelt", "bocpd"] = "pelt"
+    era_signals: list[str] | None = Field(
+        default=None, description="signals for era detection; default: the key climate sensors")
 
     @field_validator("start", "end", mode="before")
     @classmethod

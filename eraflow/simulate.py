@@ -46,14 +46,15 @@ def default_regimes(days: int) -> list[Regime]:
         Regime(0.0, "A", 18.0, None, 600.0, "autumn: low heating, no lamps"),
         Regime(days * 0.25, "B", 19.5, None, 600.0, "heating setpoint +1.5 °C"),
         Regime(days * 0.5, "A", 21.0, (4, 20), 1000.0, "winter: lamps 04-20 h, CO2 1000 ppm"),
-        Regime(days * 0.75, "B", 21.0, (2, 18), 1000.0, "lamp schedule moved to 02-18 h"),
+        Regime(days * 0.75, "B", 21.0, (4, 20), 800.0, "CO2 setpoint lowered to 800 ppm"),
     ]
 
 
 def _ar1(rng: np.random.Generator, n: int, phi: float, sigma: float) -> np.ndarray:
     shocks = rng.normal(0.0, sigma, n)
     out = np.empty(n)
-    acc = 0.0
+    # Start in the stationary distribution, so the first days show no warm-up transient.
+    acc = rng.normal(0.0, sigma / np.sqrt(1.0 - phi * phi))
     for i in range(n):  # n <= a few 100k: fine, and keeps the process exact
         acc = phi * acc + shocks[i]
         out[i] = acc
@@ -177,8 +178,8 @@ def simulate(
         frame["time"] = frame["time"].astype("datetime64[us, UTC]")
     return SimulatedGreenhouse(
         sources=frames,
-        regime_changes=pd.DataFrame(changes).sort_values(["entity", "time"]).reset_index(
-            drop=True),
+        regime_changes=pd.DataFrame(changes, columns=["entity", "time", "level", "description"])
+        .sort_values(["entity", "time"]).reset_index(drop=True),
         start=t0,
         end=end,
     )

@@ -1,7 +1,7 @@
-"""The parent flow ``feature-pipeline``: ingest → aggregate → gap-fill → store.
+"""The parent flow ``feature-pipeline``: ingest → aggregate → gap-fill → store → eras → features.
 
-Later stages (eras, features, tsfresh, selection) plug in after the grid is stored: they read
-their own slices from the store rather than receiving data through parameters.
+Stages after the stored grid read their own slices from the store, so mapped era work gets
+small references (entity, era batch), never DataFrames.
 Run it on the embedded default with ``python -m flows.pipeline`` (see ``--help``).
 """
 
@@ -10,17 +10,36 @@ from __future__ import annotations
 import argparse
 import sys
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
-from prefect import flow, get_run_logger
+from prefect import flow, get_run_logger, unmapped
 from prefect.artifacts import create_markdown_artifact
+from prefect.futures import PrefectFuture, wait
+from prefect.runtime import flow_run
 
 from eraflow.config import SIMULATOR, PipelineConfig, SimulatorSettings
+from eraflow.errors import EraflowError
 from eraflow.grid import grid_step
 from tasks.aggregate import aggregate_grid
+from tasks.eras import detect_entity_eras
+from tasks.features import era_features
 from tasks.gapfill import fill_gaps
 from tasks.ingest import ingest_sources
 from tasks.store import describe_store, write_grid
+
+
+class StageFailed(EraflowError):
+    """Some mapped work failed after its retries; the message lists which."""
+
+
+def _results(futures: list[PrefectFuture[Any]], stage: str) -> list[Any]:
+    """Wait for all, then fail with one summary naming every failed item (not just the first)."""
+    wait(futures)
+    failed = [f for f in futures if not f.state.is_completed()]
+    if failed:
+        lines = [f"- {f.state.name}: {f.state.message}" for f in failed]
+        raise StageFailed(f"{stage}: {len(failed)} of {len(futures)} failed\n" + "\n".join(lines))
+    return [f.result() for f in futures]
 
 
 @flow(name="feature-pipeline", flow_run_name="pipeline[{source}]", log_prints=True)
@@ -38,8 +57,12 @@ def feature_pipeline(
     store_block: str | None = None,
     source_block: str | None = None,
     postgres_source: dict[str, Any] | None = None,
+    era_method: Literal["pelt", "bocpd"] = "pelt",
+    era_signals: list[str] | None = None,
+    features_profile: str = "efficient",
+    device: Literal["auto", "gpu", "cpu"] = "auto",
 ) -> dict[str, Any]:
-    """Preprocess one range of one source set into the stored grid.
+    """Preprocess one range, segment it into eras and compute features per era.
 
     Parameters are validated up front (a bad one fails the run before any work, with a
     message naming it). ``start``/``end`` are UTC; naive values are taken as UTC.
@@ -48,7 +71,8 @@ def feature_pipeline(
         source=source, data_root=data_root, start=start, end=end, freq=freq, store=store,
         catalogue=catalogue, sources=sources, entities=entities,
         simulator=simulator or SimulatorSettings(), store_block=store_block,
-        source_block=source_block, postgres_source=postgres_source,
+        source_block=source_block, postgres_source=postgres_source, era_method=era_method,
+        era_signals=era_signals, features_profile=features_profile, device=device,
     )
     frames = ingest_sources(config)
     aggregated = aggregate_grid(frames, config)
@@ -57,13 +81,23 @@ def feature_pipeline(
     start_utc = config.start or grid["time"].min()
     end_utc = config.end or grid["time"].max() + grid_step(config.freq)
     rows = write_grid(filled.grid, filled.coverage, config, start_utc, end_utc)
+    entity_names = sorted(grid["entity"].unique().tolist())
+
+    era_futures = detect_entity_eras.map(entity_names, unmapped(config), unmapped(start_utc),
+                                         unmapped(end_utc), wait_for=[rows])
+    batches = [b for found in _results(era_futures, "eras") for b in found]
+    run_id = str(flow_run.get_id() or "local")
+    feature_futures = era_features.map(batches, unmapped(config), unmapped(run_id))
+    feature_rows = _results(feature_futures, "features")
 
     summary = {
         "store": describe_store(config),
         "grid_rows": int(rows),
-        "entities": sorted(grid["entity"].unique().tolist()),
+        "entities": entity_names,
         "sensors": int(sum(1 for c in grid.columns if c not in ("time", "entity")
                            and not c.startswith("filled__"))),
+        "eras": {f"{b.entity}/{b.level}": b.eras for b in batches},
+        "feature_rows": int(sum(feature_rows)),
         "start": str(start_utc),
         "end": str(end_utc),
     }
@@ -73,11 +107,12 @@ def feature_pipeline(
             ["# eraflow run", "", "| item | value |", "|---|---|"]
             + [f"| {k} | {v} |" for k, v in summary.items()]
             + ([] if config.store_block else
-               ["", f"Read the grid with `pandas.read_parquet('{summary['store']}/grid')`."])
+               ["", f"Read the results with `pandas.read_parquet('{summary['store']}/<table>')`"
+                " (tables: grid, coverage, eras, features)."])
         ),
         description="Where this run's results are",
     )
-    get_run_logger().info("grid stored in %s", summary["store"])
+    get_run_logger().info("results stored in %s", summary["store"])
     return summary
 
 
@@ -96,6 +131,10 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--freq", default="5min", help="grid step (default 5min)")
     parser.add_argument("--store", default="eraflow-store", help="Parquet store folder")
     parser.add_argument("--catalogue", help="user sensor catalogue TOML")
+    parser.add_argument("--entities", nargs="+", help="only these entities")
+    parser.add_argument("--era-method", default="pelt", choices=["pelt", "bocpd"])
+    parser.add_argument("--profile", default="efficient", help="feature engine profile")
+    parser.add_argument("--device", default="auto", choices=["auto", "gpu", "cpu"])
     parser.add_argument("--days", type=int, default=42, help="simulator: days to simulate")
     parser.add_argument("--seed", type=int, default=7, help="simulator: random seed")
     return parser.parse_args(argv)
@@ -106,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     state = feature_pipeline(
         source=args.source, data_root=args.data_root, start=args.start, end=args.end,
-        freq=args.freq, store=args.store, catalogue=args.catalogue,
+        freq=args.freq, store=args.store, catalogue=args.catalogue, entities=args.entities,
+        era_method=args.era_method, features_profile=args.profile, device=args.device,
         simulator=SimulatorSettings(days=args.days, seed=args.seed), return_state=True,
     )
     if not state.is_completed():
@@ -115,7 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     summary = state.result()
     print(f"flow run Completed: {summary['grid_rows']} grid rows for "
           f"{', '.join(summary['entities'])} ({summary['start']} .. {summary['end']})")
-    print(f"results: {summary['store']}/grid  (pandas.read_parquet(...))")
+    print(f"eras per entity/level: {summary['eras']}; {summary['feature_rows']} feature values")
+    print(f"results: {summary['store']}/{{grid,eras,features,coverage,reports}}")
     return 0
 
 

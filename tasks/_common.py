@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -47,3 +49,18 @@ class RunProgress:
         self._bar.update(done - self._bar.n)
         if done >= total:
             self._bar.close()
+
+
+def markdown_image(png: Path, title: str, *, max_bytes: int = 1_500_000) -> str:
+    """Markdown that shows a PNG inline in the Prefect UI (a base64 data URI) and names its file.
+
+    The UI renders data-URI images in markdown artifacts; very large images are linked only,
+    so the API database does not swell.
+    """
+    data = png.read_bytes()
+    lines = [f"## {title}", ""]
+    if len(data) <= max_bytes:
+        lines.append(f"![{title}](data:image/png;base64,{base64.b64encode(data).decode()})")
+        lines.append("")
+    lines.append(f"File: `{png.resolve()}`")
+    return "\n".join(lines)

@@ -6,15 +6,21 @@ for the small keyed tables. Every file is written to a temporary name and moved 
 with ``os.replace``, so a crash leaves each file either old or new, never half-written, and a
 re-run repairs the rest. All files of a table share one schema (new sensor columns are added to
 the older files), so ``pandas.read_parquet("<root>/grid")`` reads the table whole.
+
+Writers of one table file (threads, or processes on one host such as Dask workers) take an
+exclusive advisory lock (``flock``) around their read-modify-write, so concurrent era batches
+of one entity never lose each other's rows. Readers need no lock: files are replaced atomically.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import re
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +38,18 @@ def entity_slug(entity: str) -> str:
     if slug != entity or slug in {"", ".", ".."}:
         slug = f"{slug}-{hashlib.sha1(entity.encode()).hexdigest()[:8]}"
     return slug
+
+
+@contextmanager
+def _exclusive(path: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``path``'s lock file for a read-modify-write."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with (path.parent / f".{path.name}.lock").open("a") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def _atomic_write(frame: pd.DataFrame, path: Path) -> None:
@@ -101,6 +119,11 @@ class ParquetStore:
         outside = grid[(grid["time"] < start) | (grid["time"] >= end)]
         if len(outside):
             raise StoreError(f"{len(outside)} grid rows lie outside [{start}, {end})")
+        with _exclusive(self.table_path("grid")):
+            return self._write_grid(grid, start=start, end=end)
+
+    def _write_grid(self, grid: pd.DataFrame, *, start: pd.Timestamp,
+                    end: pd.Timestamp) -> int:
         old_columns = self._grid_schema()
         columns = _grid_column_order(set(old_columns) | set(grid.columns))
         if old_columns and set(columns) != set(old_columns):
@@ -165,6 +188,12 @@ class ParquetStore:
         if "entity" in frame and len(frame) and (frame["entity"] != entity).any():
             raise StoreError(f"rows for another entity than {entity!r} in {table}")
         path = self.table_path(table) / f"{entity_slug(entity)}.parquet"
+        with _exclusive(path):
+            return self._replace_rows(path, table, frame, replace_where)
+
+    @staticmethod
+    def _replace_rows(path: Path, table: str, frame: pd.DataFrame,
+                      replace_where: dict[str, object] | None) -> int:
         kept = None
         if path.exists():
             old = pd.read_parquet(path)

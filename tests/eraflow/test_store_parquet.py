@@ -111,3 +111,20 @@ def test_entity_slugs_are_safe_and_distinct() -> None:
     assert entity_slug("kj_no3") == "kj_no3"
     assert "/" not in entity_slug("a/b") and entity_slug("a/b") != entity_slug("a_b")
     assert entity_slug("..") not in {"..", "."}
+
+
+def test_concurrent_writers_of_one_file_lose_nothing(tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    store = ParquetStore(tmp_path)
+
+    def write(level: int) -> int:
+        rows = pd.DataFrame({"entity": "a", "level": str(level), "era_id": range(50),
+                             "value": float(level)})
+        return store.write_table("features", rows, entity="a", replace_where={"level": str(level)})
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        assert sum(pool.map(write, range(16))) == 16 * 50
+    stored = pd.read_parquet(tmp_path / "features")
+    assert len(stored) == 16 * 50
+    assert stored.groupby("level").size().eq(50).all()

@@ -48,7 +48,25 @@ def test_simulator_run_stores_the_grid_idempotently(tmp_path: Path) -> None:
         run = client.read_flow_run(state.state_details.flow_run_id)
     assert run.state is not None and run.state.is_completed()
     keys = artifact_keys(run.id)
-    assert {"ingest-report", "grid-coverage", "pipeline-summary"} <= keys
+    assert {"ingest-report", "grid-coverage", "pipeline-summary", "eras-sim-a",
+            "eras-sim-b"} <= keys
+    assert (store / "reports" / "eras-sim_a.png").stat().st_size > 10_000
+
+    eras = pd.read_parquet(store / "eras")
+    features = pd.read_parquet(store / "features")
+    for _entity, part in eras.groupby("entity"):
+        starts = {lv: set(part.loc[part["level"] == lv, "start"]) for lv in "ABC"}
+        assert starts["A"] <= starts["B"] <= starts["C"]
+        # Era ids are minutes since the epoch of the start: stable across runs and chunks.
+        minutes = (part["start"] - pd.Timestamp(0, tz="UTC")) // pd.Timedelta("1min")
+        assert (part["era_id"] == minutes).all()
+    keys_of_eras = set(eras[["entity", "level", "era_id"]].itertuples(index=False, name=None))
+    keys_of_features = set(features[["entity", "level", "era_id"]].itertuples(index=False,
+                                                                              name=None))
+    assert keys_of_features == keys_of_eras  # every era has features, none is orphaned
+    assert not features.duplicated(["entity", "level", "era_id", "sensor", "feature"]).any()
+    assert summary["feature_rows"] == len(features)
+    assert set(features["engine"]) == {"numpy"}
 
     again = feature_pipeline(store=str(store), simulator=settings, return_state=True)
     assert again.is_completed()
@@ -57,6 +75,14 @@ def test_simulator_run_stores_the_grid_idempotently(tmp_path: Path) -> None:
         stored.reset_index(drop=True))
     coverage = pd.read_parquet(store / "coverage")
     assert len(coverage) == 2 * len(stored.filter(like="filled__").columns)
+    pd.testing.assert_frame_equal(pd.read_parquet(store / "eras"), eras)
+    again_features = pd.read_parquet(store / "features")
+    assert len(again_features) == len(features)
+    pd.testing.assert_series_equal(
+        again_features.sort_values(["entity", "level", "era_id", "sensor", "feature"])["value"]
+        .reset_index(drop=True),
+        features.sort_values(["entity", "level", "era_id", "sensor", "feature"])["value"]
+        .reset_index(drop=True))
 
 
 @pytest.mark.realdata
