@@ -30,9 +30,8 @@ class EraBatch(BaseModel):
 
     @property
     def label(self) -> str:
-        """Readable run-name label: ``A/12 kj_no3 2015-10-03..10-09``."""
-        return (f"{self.level}/{self.eras} {self.entity} "
-                f"{self.start:%Y-%m-%d}..{self.end:%m-%d}")
+        """Readable run-name label: ``A/12 kj_no3 2015-10-03..2015-10-09``."""
+        return f"{self.level}/{self.eras} {self.entity} {self.start:%Y-%m-%d}..{self.end:%Y-%m-%d}"
 
 
 def batches_from_eras(eras: pd.DataFrame) -> list[EraBatch]:

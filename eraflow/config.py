@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from eraflow.errors import ConfigError
 from eraflow.grid import grid_step
 
+Level = Literal["A", "B", "C"]
 SIMULATOR = "simulator"
 POSTGRES = "postgres"
 
@@ -64,6 +65,18 @@ class PipelineConfig(BaseModel):
                                   description="feature engine profile: minimal, seeds, efficient")
     device: Literal["auto", "gpu", "cpu"] = "auto"
     era_method: Literal["pelt", "bocpd"] = "pelt"
+    tsfresh_profile: Literal["catalogue", "minimal", "efficient", "comprehensive"] = Field(
+        default="catalogue", description="'catalogue': each sensor's own profile")
+    tsfresh_levels: list[Level] = Field(
+        default_factory=lambda: list[Level](["A"]), description="levels that get tsfresh features")
+    selection_levels: list[Level] = Field(
+        default_factory=lambda: list[Level](["A", "B", "C"]),
+        description="levels to select features for")
+    correlation_threshold: float = Field(default=0.95, gt=0.0, le=1.0)
+    target_sensor: str | None = Field(
+        default=None, description="a grid sensor as the target of tsfresh's relevance tests")
+    target_how: Literal["mean", "sum", "min", "max", "median"] = "mean"
+    fdr_level: float = Field(default=0.05, gt=0.0, lt=1.0)
     era_signals: list[str] | None = Field(
         default=None, description="signals for era detection; default: the key climate sensors")
 

@@ -624,6 +624,7 @@ def select(
     ml_task: MLTask = "auto",
     min_eras: int = 10,
     device: ar.Device = "cpu",
+    target_per_era: pd.Series | None = None,
 ) -> SelectionResult:
     """Unsupervised filters, then (with a target) relevance tests on the survivors.
 
@@ -641,6 +642,9 @@ def select(
         See :func:`select_features_unsupervised`.
     fdr_level, ml_task, min_eras
         See :func:`select_relevant`.
+    target_per_era
+        A target already aligned to the eras (index ``(entity, level, era_id)``), instead of
+        ``target``: e.g. one series per compartment, each aligned to its own eras.
 
     Returns
     -------
@@ -654,11 +658,14 @@ def select(
         max_nan_fraction=max_nan_fraction,
         device=device,
     )
-    if target is None:
+    if target is None and target_per_era is None:
         return first
-    if eras is None:
+    if target_per_era is not None:
+        y = target_per_era
+    elif eras is None:
         raise ConfigError("a target needs the eras table, to align the target to eras by time")
-    y = align_target_to_eras(target, eras, how)
+    else:
+        y = align_target_to_eras(target, eras, how)
     second = select_relevant(
         first.matrix, y, fdr_level=fdr_level, ml_task=ml_task, min_eras=min_eras
     )

@@ -109,10 +109,17 @@ def engine_tsfresh_names(profile: str) -> frozenset[str]:
     """
     if profile not in _ENGINE_PROFILE:
         raise ConfigError(f"unknown tsfresh profile {profile!r}; use one of {TSFRESH_PROFILES}")
+    return engine_profile_names(_ENGINE_PROFILE[profile])
+
+
+def engine_profile_names(engine_profile: str) -> frozenset[str]:
+    """Names of the tsfresh-compatible features one engine profile computes.
+
+    The pipeline passes these as ``engine_provides`` for the profile it actually ran, which
+    may differ from the sensors' tsfresh profiles (an engine run on "minimal" provides less).
+    """
     reg = feature_registry()
-    return frozenset(
-        s.name for s in profile_specs(_ENGINE_PROFILE[profile]) if reg[s.calculator].tsfresh
-    )
+    return frozenset(s.name for s in profile_specs(engine_profile) if reg[s.calculator].tsfresh)
 
 
 def subtract_features(

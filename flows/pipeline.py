@@ -1,4 +1,4 @@
-"""The parent flow ``feature-pipeline``: ingest → aggregate → gap-fill → store → eras → features.
+"""The parent flow ``feature-pipeline``: ingest, aggregate, gap-fill, eras, features, selection.
 
 Stages after the stored grid read their own slices from the store, so mapped era work gets
 small references (entity, era batch), never DataFrames.
@@ -25,7 +25,9 @@ from tasks.eras import detect_entity_eras
 from tasks.features import era_features
 from tasks.gapfill import fill_gaps
 from tasks.ingest import ingest_sources
+from tasks.selection import select_level
 from tasks.store import describe_store, write_grid
+from tasks.tsfresh import era_tsfresh_features
 
 
 class StageFailed(EraflowError):
@@ -61,6 +63,12 @@ def feature_pipeline(
     era_signals: list[str] | None = None,
     features_profile: str = "efficient",
     device: Literal["auto", "gpu", "cpu"] = "auto",
+    tsfresh_profile: Literal["catalogue", "minimal", "efficient", "comprehensive"] = "catalogue",
+    tsfresh_levels: list[Literal["A", "B", "C"]] | None = None,
+    selection_levels: list[Literal["A", "B", "C"]] | None = None,
+    target_sensor: str | None = None,
+    correlation_threshold: float = 0.95,
+    fdr_level: float = 0.05,
 ) -> dict[str, Any]:
     """Preprocess one range, segment it into eras and compute features per era.
 
@@ -73,6 +81,9 @@ def feature_pipeline(
         simulator=simulator or SimulatorSettings(), store_block=store_block,
         source_block=source_block, postgres_source=postgres_source, era_method=era_method,
         era_signals=era_signals, features_profile=features_profile, device=device,
+        tsfresh_profile=tsfresh_profile, tsfresh_levels=tsfresh_levels or ["A"],
+        selection_levels=selection_levels or ["A", "B", "C"], target_sensor=target_sensor,
+        correlation_threshold=correlation_threshold, fdr_level=fdr_level,
     )
     frames = ingest_sources(config)
     aggregated = aggregate_grid(frames, config)
@@ -88,7 +99,14 @@ def feature_pipeline(
     batches = [b for found in _results(era_futures, "eras") for b in found]
     run_id = str(flow_run.get_id() or "local")
     feature_futures = era_features.map(batches, unmapped(config), unmapped(run_id))
+    tsfresh_batches = [b for b in batches if b.level in config.tsfresh_levels]
+    tsfresh_futures = era_tsfresh_features.map(tsfresh_batches, unmapped(config),
+                                               unmapped(run_id))
     feature_rows = _results(feature_futures, "features")
+    tsfresh_rows = _results(tsfresh_futures, "tsfresh")
+    levels = sorted({b.level for b in batches} & set(config.selection_levels))
+    selections = _results(select_level.map(levels, unmapped(entity_names), unmapped(config)),
+                          "selection")
 
     summary = {
         "store": describe_store(config),
@@ -97,7 +115,8 @@ def feature_pipeline(
         "sensors": int(sum(1 for c in grid.columns if c not in ("time", "entity")
                            and not c.startswith("filled__"))),
         "eras": {f"{b.entity}/{b.level}": b.eras for b in batches},
-        "feature_rows": int(sum(feature_rows)),
+        "feature_rows": int(sum(feature_rows)) + int(sum(tsfresh_rows)),
+        "selection": dict(zip(levels, selections, strict=True)),
         "start": str(start_utc),
         "end": str(end_utc),
     }
@@ -108,7 +127,7 @@ def feature_pipeline(
             + [f"| {k} | {v} |" for k, v in summary.items()]
             + ([] if config.store_block else
                ["", f"Read the results with `pandas.read_parquet('{summary['store']}/<table>')`"
-                " (tables: grid, coverage, eras, features)."])
+                " (tables: grid, coverage, eras, features, selection, feature_matrix)."])
         ),
         description="Where this run's results are",
     )
@@ -156,7 +175,11 @@ def main(argv: list[str] | None = None) -> int:
     print(f"flow run Completed: {summary['grid_rows']} grid rows for "
           f"{', '.join(summary['entities'])} ({summary['start']} .. {summary['end']})")
     print(f"eras per entity/level: {summary['eras']}; {summary['feature_rows']} feature values")
-    print(f"results: {summary['store']}/{{grid,eras,features,coverage,reports}}")
+    for level, chosen in summary["selection"].items():
+        print(f"selection {level}: {chosen['kept']} of {chosen['features']} features kept "
+              f"over {chosen['eras']} eras")
+    print(f"results: {summary['store']}/"
+          "{grid,coverage,eras,features,selection,feature_matrix,reports}")
     return 0
 
 

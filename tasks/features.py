@@ -9,11 +9,9 @@ from prefect.cache_policies import NO_CACHE
 
 from eraflow.batches import EraBatch, config_hash
 from eraflow.config import PipelineConfig
-from eraflow.errors import DataError
 from eraflow.features import compute_features, gpu_available
-from eraflow.grid import entity_frames
 from tasks._common import retry_transient
-from tasks.store import store_session
+from tasks.slices import read_batch
 
 ENGINE_VERSION = "features-1"
 
@@ -32,18 +30,7 @@ def _gpu_slot(device: str):  # type: ignore[no-untyped-def]
       task_run_name="features[{batch.label}]")
 def era_features(batch: EraBatch, config: PipelineConfig, run_id: str) -> int:
     """Compute the engine's features for one batch and replace them in the store."""
-    with store_session(config) as store:
-        grid = store.read_grid(entity=batch.entity, start=batch.start, end=batch.end)
-        frames = entity_frames(grid)
-        if batch.entity not in frames:
-            raise DataError(f"no stored grid for {batch.entity} in [{batch.start}, {batch.end})")
-        values, fill_mask = frames[batch.entity]
-        eras = store.read_table("eras", entity=batch.entity)
-        eras = eras[(eras["level"] == batch.level)
-                    & eras["era_id"].between(batch.first_era_id, batch.last_era_id)]
-        # Sensors with no value at all in this slice (another entity's sensor, a dead one)
-        # would only yield NaN rows; the coverage table already reports them.
-        sensors = [s for s in values.columns if values[s].notna().any()]
+    with read_batch(batch, config) as (store, values, fill_mask, eras, sensors):
         with _gpu_slot(config.device):
             features = compute_features(values, fill_mask, eras, entity=batch.entity,
                                         profile=config.features_profile,
@@ -52,7 +39,7 @@ def era_features(batch: EraBatch, config: PipelineConfig, run_id: str) -> int:
         features["config_hash"] = config_hash(
             {"profile": config.features_profile, "freq": config.freq}, [ENGINE_VERSION])
         store.write_table("features", features, entity=batch.entity,
-                          replace_where={"level": batch.level,
+                          replace_where={"level": batch.level, "engine": ["numpy", "cupy"],
                                          "era_id": (batch.first_era_id, batch.last_era_id + 1)})
     get_run_logger().info("%s: %d feature values (%s engine)", batch.label, len(features),
                           features["engine"].iloc[0] if len(features) else "-")

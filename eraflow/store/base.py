@@ -29,7 +29,11 @@ class ResultStore(Protocol):
 
     def write_table(self, table: str, frame: pd.DataFrame, *, entity: str,
                     replace_where: dict[str, object] | None = None) -> int:
-        """Replace one entity's rows matching ``replace_where`` by ``frame``."""
+        """Replace one entity's rows matching ``replace_where`` by ``frame``.
+
+        Conditions: ``value`` (equality), ``[a, b]`` (membership), ``(low, high)``
+        (low <= column < high); all must hold; None replaces all of the entity's rows.
+        """
         ...
 
     def read_table(self, table: str, *, entity: str | None = None) -> pd.DataFrame:

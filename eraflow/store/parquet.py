@@ -180,7 +180,8 @@ class ParquetStore:
         """Replace one entity's rows of a keyed table.
 
         ``replace_where`` selects the old rows to drop: ``{"column": value}`` for equality,
-        ``{"column": (low, high)}`` for low <= value < high; None drops all of the entity's
+        ``{"column": [a, b]}`` for membership, ``{"column": (low, high)}`` for
+        low <= value < high; None drops all of the entity's
         rows. The new rows are then added, all in one atomic file replace.
         """
         if table == "grid":
@@ -188,8 +189,30 @@ class ParquetStore:
         if "entity" in frame and len(frame) and (frame["entity"] != entity).any():
             raise StoreError(f"rows for another entity than {entity!r} in {table}")
         path = self.table_path(table) / f"{entity_slug(entity)}.parquet"
-        with _exclusive(path):
-            return self._replace_rows(path, table, frame, replace_where)
+        # One lock per table: the write may add columns that every file of the table must get.
+        with _exclusive(self.table_path(table)):
+            written = self._replace_rows(path, table, frame, replace_where)
+            self._unify_schema(table)
+        return written
+
+    def _unify_schema(self, table: str) -> None:
+        """Give every file of ``table`` the union of columns (missing ones as nulls).
+
+        pandas.read_parquet on the folder takes one file's schema; without this, columns
+        that only some entities have (selected features, say) would silently vanish.
+        """
+        files = sorted(self.table_path(table).glob("*.parquet"))
+        schemas = {f: pq.read_schema(f) for f in files}
+        union: list[str] = []
+        for schema in schemas.values():
+            union += [name for name in schema.names if name not in union]
+        for path, schema in schemas.items():
+            if schema.names != union:
+                frame = pd.read_parquet(path)
+                for column in union:
+                    if column not in frame:
+                        frame[column] = np.nan
+                _atomic_write(frame[union], path)
 
     @staticmethod
     def _replace_rows(path: Path, table: str, frame: pd.DataFrame,
@@ -204,6 +227,8 @@ class ParquetStore:
                 if isinstance(condition, tuple):
                     low, high = condition
                     drop &= (old[column] >= low) & (old[column] < high)
+                elif isinstance(condition, list | set | frozenset):
+                    drop &= old[column].isin(list(condition))
                 else:
                     drop &= old[column] == condition
             kept = old[~drop]

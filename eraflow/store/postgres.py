@@ -519,6 +519,7 @@ class PostgresStore:
         """Replace one entity's rows of a table, in one transaction.
 
         ``replace_where`` selects the old rows to drop: ``{"column": value}`` for equality,
+        ``{"column": [a, b]}`` for membership,
         ``{"column": (low, high)}`` for low <= value < high; None drops all of the entity's
         rows. The new rows are then inserted, replacing rows with the same key (``eras``,
         ``features``).
@@ -601,6 +602,9 @@ class PostgresStore:
                 low, high = condition
                 clauses.append(sql.SQL("{} >= %s AND {} < %s").format(ident, ident))
                 params += [_plain(low), _plain(high)]
+            elif isinstance(condition, list | set | frozenset):
+                clauses.append(sql.SQL("{} = ANY(%s)").format(ident))
+                params.append([_plain(v) for v in condition])
             elif condition is None:
                 clauses.append(sql.SQL("{} IS NULL").format(ident))
             else:

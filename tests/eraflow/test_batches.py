@@ -35,7 +35,7 @@ def test_one_batch_per_entity_and_level() -> None:
     assert [(b.level, b.eras, b.rows) for b in batches] == [("A", 1, 576), ("B", 2, 576)]
     b = batches[1]
     assert (b.start, b.end) == (T0, T0 + pd.Timedelta("2D"))
-    assert b.label == "B/2 e 2024-01-01..01-03"
+    assert b.label == "B/2 e 2024-01-01..2024-01-03"
 
 
 def test_config_hash_is_stable_and_sensitive() -> None:

@@ -128,3 +128,26 @@ def test_concurrent_writers_of_one_file_lose_nothing(tmp_path: Path) -> None:
     stored = pd.read_parquet(tmp_path / "features")
     assert len(stored) == 16 * 50
     assert stored.groupby("level").size().eq(50).all()
+
+
+def test_membership_condition_replaces_only_those_rows(tmp_path: Path) -> None:
+    store = ParquetStore(tmp_path)
+    rows = pd.DataFrame({"entity": "a", "level": "A", "era_id": [1, 1, 1],
+                         "engine": ["numpy", "tsfresh", "cupy"], "value": [1.0, 2.0, 3.0]})
+    store.write_table("features", rows, entity="a")
+    store.write_table("features", rows.iloc[:1].assign(value=9.0), entity="a",
+                      replace_where={"level": "A", "engine": ["numpy", "cupy"]})
+    back = store.read_table("features", entity="a").sort_values("engine")
+    assert back[["engine", "value"]].to_numpy().tolist() == [["numpy", 9.0], ["tsfresh", 2.0]]
+
+
+def test_keyed_tables_stay_readable_whole_when_columns_differ(tmp_path: Path) -> None:
+    store = ParquetStore(tmp_path)
+    store.write_table("feature_matrix", pd.DataFrame({"entity": "a", "era_id": [1],
+                                                      "x__mean": [1.0]}), entity="a")
+    store.write_table("feature_matrix", pd.DataFrame({"entity": "b", "era_id": [2],
+                                                      "y__mean": [2.0]}), entity="b")
+    whole = pd.read_parquet(tmp_path / "feature_matrix").sort_values("entity")
+    assert list(whole.columns) == ["entity", "era_id", "x__mean", "y__mean"]
+    assert whole["x__mean"].tolist()[0] == 1.0 and np.isnan(whole["y__mean"].tolist()[0])
+    assert whole["y__mean"].tolist()[1] == 2.0

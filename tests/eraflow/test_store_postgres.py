@@ -193,6 +193,17 @@ def test_features_round_trip_and_upsert_by_key(store: PostgresStore) -> None:
     assert len(store.read_table("features", entity="b")) == 4
 
 
+def test_membership_condition_replaces_only_those_rows(store: PostgresStore) -> None:
+    rows = pd.DataFrame({"entity": "m", "level": "A", "era_id": 1, "sensor": "s",
+                         "feature": ["mean", "median", "maximum"], "value": [1.0, 2.0, 3.0],
+                         "engine": ["numpy", "tsfresh", "cupy"], "run_id": "r",
+                         "config_hash": "h"})
+    store.write_table("features", rows, entity="m")
+    store.write_table("features", rows.iloc[:1].assign(value=9.0), entity="m",
+                      replace_where={"level": "A", "engine": ["numpy", "cupy"]})
+    back = store.read_table("features", entity="m").sort_values("engine")
+    assert back[["engine", "value"]].to_numpy().tolist() == [["numpy", 9.0], ["tsfresh", 2.0]]
+
 def test_coverage_selection_matrix_created_from_dtypes(store: PostgresStore) -> None:
     coverage = pd.DataFrame({
         "entity": "a", "sensor": ["air_temp_c", "co2_ppm"], "rows": [10, 10],

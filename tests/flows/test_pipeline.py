@@ -66,7 +66,25 @@ def test_simulator_run_stores_the_grid_idempotently(tmp_path: Path) -> None:
     assert keys_of_features == keys_of_eras  # every era has features, none is orphaned
     assert not features.duplicated(["entity", "level", "era_id", "sensor", "feature"]).any()
     assert summary["feature_rows"] == len(features)
-    assert set(features["engine"]) == {"numpy"}
+    assert set(features["engine"]) == {"numpy", "tsfresh"}
+    tsfresh_rows = features[features["engine"] == "tsfresh"]
+    assert set(tsfresh_rows["level"]) == {"A"}  # tsfresh_levels defaults to A
+    # tsfresh only adds what the engine lacks, and only for the catalogue's efficient sensors.
+    assert set(tsfresh_rows["sensor"]) <= set(load_catalogue().key_sensors())
+    assert "linear_trend_timewise__attr_\"slope\"" in set(tsfresh_rows["feature"])
+
+    selection = pd.read_parquet(store / "selection")
+    matrix = pd.read_parquet(store / "feature_matrix")
+    for level, chosen in selection.groupby("level"):
+        assert summary["selection"][level]["kept"] == chosen["kept"].sum()
+        level_features = features[features["level"] == level]
+        wide_names = set(level_features["sensor"] + "__" + level_features["feature"])
+        assert set(chosen["feature"]) == wide_names
+        assert chosen.loc[~chosen["kept"], "reason"].str.len().gt(0).all()
+        rows = matrix[matrix["level"] == level]
+        assert len(rows) == (eras["level"] == level).sum()  # one row per era
+        kept = chosen.loc[chosen["kept"], "feature"]
+        assert rows[kept].shape[1] == len(kept)
 
     again = feature_pipeline(store=str(store), simulator=settings, return_state=True)
     assert again.is_completed()

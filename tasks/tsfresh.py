@@ -1,0 +1,41 @@
+"""Prefect task for stage 5: tsfresh features of one era batch (what the engine lacks)."""
+
+from __future__ import annotations
+
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
+
+from eraflow.batches import EraBatch, config_hash
+from eraflow.catalogue import load_catalogue
+from eraflow.config import PipelineConfig
+from eraflow.tsfresh_stage import engine_profile_names, tsfresh_features
+from tasks._common import retry_transient
+from tasks.slices import read_batch
+
+STAGE_VERSION = "tsfresh-0.21.2-1"
+
+
+@task(name="tsfresh-features", tags=["cpu", "tsfresh"], retries=1,
+      retry_condition_fn=retry_transient, cache_policy=NO_CACHE,
+      task_run_name="tsfresh[{batch.label}]")
+def era_tsfresh_features(batch: EraBatch, config: PipelineConfig, run_id: str) -> int:
+    """The tsfresh features of the sensors' catalogue profiles, minus what the engine computed.
+
+    tsfresh runs with n_jobs=0 here: parallelism comes from mapping batches over workers
+    (a Dask worker is daemonic and cannot fork tsfresh's pool; see PREFECT_NOTES).
+    """
+    with read_batch(batch, config) as (store, values, fill_mask, eras, sensors):
+        features = tsfresh_features(
+            values, fill_mask, eras, entity=batch.entity, profile=config.tsfresh_profile,
+            catalogue=load_catalogue(config.catalogue), sensors=sensors,
+            engine_provides=engine_profile_names(config.features_profile),
+        )
+        features["run_id"] = run_id
+        features["config_hash"] = config_hash(
+            {"profile": config.tsfresh_profile, "engine_profile": config.features_profile,
+             "freq": config.freq}, [STAGE_VERSION])
+        store.write_table("features", features, entity=batch.entity,
+                          replace_where={"level": batch.level, "engine": ["tsfresh"],
+                                         "era_id": (batch.first_era_id, batch.last_era_id + 1)})
+    get_run_logger().info("%s: %d tsfresh feature values", batch.label, len(features))
+    return len(features)
