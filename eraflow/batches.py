@@ -11,7 +11,7 @@ import json
 from collections.abc import Iterable
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, field_validator
 
 
 class EraBatch(BaseModel):
@@ -27,6 +27,14 @@ class EraBatch(BaseModel):
     rows: int
     first_era_id: int
     last_era_id: int
+    fingerprint: str = ""
+
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _utc(cls, value: object) -> pd.Timestamp:
+        """Accept ISO strings too: batches travel to pool deployments as JSON."""
+        stamp = pd.Timestamp(value)
+        return stamp.tz_localize("UTC") if stamp.tz is None else stamp.tz_convert("UTC")
 
     @property
     def label(self) -> str:
@@ -34,7 +42,19 @@ class EraBatch(BaseModel):
         return f"{self.level}/{self.eras} {self.entity} {self.start:%Y-%m-%d}..{self.end:%Y-%m-%d}"
 
 
-def batches_from_eras(eras: pd.DataFrame) -> list[EraBatch]:
+def grid_fingerprint(values: pd.DataFrame, fill_mask: pd.DataFrame | None = None) -> str:
+    """A content hash of an entity's grid slice (values, mask, times): the cache's data key."""
+    parts = [pd.util.hash_pandas_object(values, index=True).to_numpy()]
+    if fill_mask is not None:
+        parts.append(pd.util.hash_pandas_object(fill_mask, index=False).to_numpy())
+    digest = hashlib.sha256()
+    for part in parts:
+        digest.update(part.tobytes())
+    digest.update(",".join(map(str, values.columns)).encode())
+    return digest.hexdigest()[:16]
+
+
+def batches_from_eras(eras: pd.DataFrame, fingerprint: str = "") -> list[EraBatch]:
     """One batch per (entity, level), in time order (the planner may split them further)."""
     out = []
     for (entity, level), part in eras.groupby(["entity", "level"], sort=True):
@@ -43,6 +63,7 @@ def batches_from_eras(eras: pd.DataFrame) -> list[EraBatch]:
             entity=str(entity), level=str(level), start=part["start"].min(),
             end=part["end"].max(), eras=len(part), rows=int(part["rows"].sum()),
             first_era_id=int(part["era_id"].min()), last_era_id=int(part["era_id"].max()),
+            fingerprint=fingerprint,
         ))
     return out
 

@@ -77,6 +77,21 @@ class PipelineConfig(BaseModel):
         default=None, description="a grid sensor as the target of tsfresh's relevance tests")
     target_how: Literal["mean", "sum", "min", "max", "median"] = "mean"
     fdr_level: float = Field(default=0.05, gt=0.0, lt=1.0)
+    dispatch: Literal["in-process", "pools"] = Field(
+        default="in-process", description="run era batches here, or on the work pools' "
+        "era-features deployments")
+    gpu_pool: bool = Field(default=False, description="pools: a gpu-pool worker exists")
+    cpu_workers: int = Field(default=2, ge=1, description="CPU batch groups to plan for")
+    gpu_workers: int = Field(default=1, ge=0, description="GPU batch groups (one per GPU)")
+    gpu_min_cost: float = Field(default=1e6, ge=0.0,
+                                description="planner: cheaper batches stay on CPU")
+    max_batch_cost: float | None = Field(default=None, gt=0.0,
+                                         description="planner: split costlier batches")
+    task_runner: Literal["threads", "dask", "dask-cuda"] = "threads"
+    dask_address: str | None = Field(default=None,
+                                     description="an existing Dask scheduler (with 'dask')")
+    deployment: str = Field(default="era-features",
+                            description="pools: flow name of the era-features deployments")
     era_signals: list[str] | None = Field(
         default=None, description="signals for era detection; default: the key climate sensors")
 

@@ -12,22 +12,27 @@ import sys
 from datetime import datetime
 from typing import Any, Literal
 
-from prefect import flow, get_run_logger, unmapped
+import pandas as pd
+from prefect import flow, get_run_logger, task, unmapped
 from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
 from prefect.futures import PrefectFuture, wait
 from prefect.runtime import flow_run
 
 from eraflow.config import SIMULATOR, PipelineConfig, SimulatorSettings
 from eraflow.errors import EraflowError
-from eraflow.grid import grid_step
+from eraflow.grid import grid_step, sensor_columns
+from eraflow.planner import Plan
+from eraflow.ranges import previous_day as day_before
+from flows.era_features import era_features_flow
+from flows.runners import make_task_runner
 from tasks.aggregate import aggregate_grid
 from tasks.eras import detect_entity_eras
-from tasks.features import era_features
 from tasks.gapfill import fill_gaps
 from tasks.ingest import ingest_sources
+from tasks.planner import plan_era_batches
 from tasks.selection import select_level
 from tasks.store import describe_store, write_grid
-from tasks.tsfresh import era_tsfresh_features
 
 
 class StageFailed(EraflowError):
@@ -42,6 +47,62 @@ def _results(futures: list[PrefectFuture[Any]], stage: str) -> list[Any]:
         lines = [f"- {f.state.name}: {f.state.message}" for f in failed]
         raise StageFailed(f"{stage}: {len(failed)} of {len(futures)} failed\n" + "\n".join(lines))
     return [f.result() for f in futures]
+
+
+@task(name="dispatch", tags=["dispatch"], cache_policy=NO_CACHE,
+      task_run_name="dispatch[{deployment}/{device} #{worker}]")
+def run_pool_group(deployment: str, device: str, worker: int, batches: list[dict[str, Any]],
+                   config: dict[str, Any], run_id: str) -> dict[str, Any]:
+    """One worker group's batches as a child run of the pool's era-features deployment."""
+    from prefect.deployments import run_deployment
+
+    child = run_deployment(f"{deployment}/{device}", timeout=None,
+                           parameters={"batches": batches, "config": config, "device": device,
+                                       "run_id": run_id},
+                           flow_run_name=f"era-features[{device} #{worker}]",
+                           tags=["era-features", device])
+    state = child.state
+    if state is None or not state.is_completed():
+        raise StageFailed(f"era-features/{device} #{worker} (flow run {child.id}) ended "
+                          f"{state.name if state else 'without a state'}: "
+                          f"{state.message if state else ''}")
+    return {"flow_run_id": str(child.id), "device": device, "batches": len(batches)}
+
+
+def _dispatch(plan: Plan, config: PipelineConfig, run_id: str) -> dict[str, int]:
+    """Run the planned batches: in this process, or on the pools' deployments."""
+    config_json = config.model_dump(mode="json")
+    groups = {key: [a.batch.model_dump(mode="json") for a in assigned]
+              for key, assigned in plan.by_worker().items() if assigned}
+    if config.dispatch == "pools":
+        futures = [run_pool_group.submit(config.deployment, device, worker, batches,
+                                         config_json, run_id)
+                   for (device, worker), batches in groups.items()]
+        _results(futures, "era-features dispatch")
+        return _stored_rows(config, plan)
+    totals = {"engine": 0, "tsfresh": 0}
+    subflow = era_features_flow.with_options(task_runner=make_task_runner(config))
+    for device in ("gpu", "cpu"):
+        batches = [b for (d, _), group in groups.items() if d == device for b in group]
+        if batches:
+            rows = subflow(batches=batches, config=config_json, device=device, run_id=run_id)
+            totals = {k: totals[k] + rows[k] for k in totals}
+    return totals
+
+
+def _stored_rows(config: PipelineConfig, plan: Plan) -> dict[str, int]:
+    """Feature rows of the planned batches, counted in the store (the children wrote them)."""
+    from tasks.store import store_session
+
+    entities = sorted({a.batch.entity for a in plan.assignments})
+    with store_session(config) as store:
+        features = [store.read_table("features", entity=e) for e in entities]
+    stored = [f for f in features if len(f)]
+    if not stored:
+        return {"engine": 0, "tsfresh": 0}
+    frame = pd.concat(stored, ignore_index=True)
+    return {"engine": int((frame["engine"] != "tsfresh").sum()),
+            "tsfresh": int((frame["engine"] == "tsfresh").sum())}
 
 
 @flow(name="feature-pipeline", flow_run_name="pipeline[{source}]", log_prints=True)
@@ -69,12 +130,23 @@ def feature_pipeline(
     target_sensor: str | None = None,
     correlation_threshold: float = 0.95,
     fdr_level: float = 0.05,
+    dispatch: Literal["in-process", "pools"] = "in-process",
+    gpu_pool: bool = False,
+    cpu_workers: int = 2,
+    gpu_min_cost: float = 1e6,
+    task_runner: Literal["threads", "dask", "dask-cuda"] = "threads",
+    dask_address: str | None = None,
+    previous_day: bool = False,
 ) -> dict[str, Any]:
     """Preprocess one range, segment it into eras and compute features per era.
 
     Parameters are validated up front (a bad one fails the run before any work, with a
-    message naming it). ``start``/``end`` are UTC; naive values are taken as UTC.
+    message naming it). ``start``/``end`` are UTC; naive values are taken as UTC. With
+    ``previous_day`` (the daily deployment) the range is the UTC day before the run's
+    scheduled time, so late or backfilled runs still process their own day.
     """
+    if previous_day and start is None and end is None:
+        start, end = day_before(flow_run.get_scheduled_start_time())
     config = PipelineConfig.build(
         source=source, data_root=data_root, start=start, end=end, freq=freq, store=store,
         catalogue=catalogue, sources=sources, entities=entities,
@@ -83,7 +155,9 @@ def feature_pipeline(
         era_signals=era_signals, features_profile=features_profile, device=device,
         tsfresh_profile=tsfresh_profile, tsfresh_levels=tsfresh_levels or ["A"],
         selection_levels=selection_levels or ["A", "B", "C"], target_sensor=target_sensor,
-        correlation_threshold=correlation_threshold, fdr_level=fdr_level,
+        correlation_threshold=correlation_threshold, fdr_level=fdr_level, dispatch=dispatch,
+        gpu_pool=gpu_pool, cpu_workers=cpu_workers, gpu_min_cost=gpu_min_cost,
+        task_runner=task_runner, dask_address=dask_address,
     )
     frames = ingest_sources(config)
     aggregated = aggregate_grid(frames, config)
@@ -98,12 +172,10 @@ def feature_pipeline(
                                          unmapped(end_utc), wait_for=[rows])
     batches = [b for found in _results(era_futures, "eras") for b in found]
     run_id = str(flow_run.get_id() or "local")
-    feature_futures = era_features.map(batches, unmapped(config), unmapped(run_id))
-    tsfresh_batches = [b for b in batches if b.level in config.tsfresh_levels]
-    tsfresh_futures = era_tsfresh_features.map(tsfresh_batches, unmapped(config),
-                                               unmapped(run_id))
-    feature_rows = _results(feature_futures, "features")
-    tsfresh_rows = _results(tsfresh_futures, "tsfresh")
+    live = {e: [c for c in sensor_columns(grid) if grid.loc[grid["entity"] == e, c].notna().any()]
+            for e in entity_names}
+    plan = plan_era_batches(batches, live, config)
+    rows_by_stage = _dispatch(plan, config, run_id)
     levels = sorted({b.level for b in batches} & set(config.selection_levels))
     selections = _results(select_level.map(levels, unmapped(entity_names), unmapped(config)),
                           "selection")
@@ -115,7 +187,8 @@ def feature_pipeline(
         "sensors": int(sum(1 for c in grid.columns if c not in ("time", "entity")
                            and not c.startswith("filled__"))),
         "eras": {f"{b.entity}/{b.level}": b.eras for b in batches},
-        "feature_rows": int(sum(feature_rows)) + int(sum(tsfresh_rows)),
+        "feature_rows": rows_by_stage["engine"] + rows_by_stage["tsfresh"],
+        "plan": plan.to_frame()["device"].value_counts().to_dict(),
         "selection": dict(zip(levels, selections, strict=True)),
         "start": str(start_utc),
         "end": str(end_utc),
@@ -154,6 +227,9 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--era-method", default="pelt", choices=["pelt", "bocpd"])
     parser.add_argument("--profile", default="efficient", help="feature engine profile")
     parser.add_argument("--device", default="auto", choices=["auto", "gpu", "cpu"])
+    parser.add_argument("--runner", default="threads", choices=["threads", "dask", "dask-cuda"],
+                        help="task runner for the era batches")
+    parser.add_argument("--dask-address", help="an existing Dask scheduler (with --runner dask)")
     parser.add_argument("--days", type=int, default=42, help="simulator: days to simulate")
     parser.add_argument("--seed", type=int, default=7, help="simulator: random seed")
     return parser.parse_args(argv)
@@ -166,6 +242,7 @@ def main(argv: list[str] | None = None) -> int:
         source=args.source, data_root=args.data_root, start=args.start, end=args.end,
         freq=args.freq, store=args.store, catalogue=args.catalogue, entities=args.entities,
         era_method=args.era_method, features_profile=args.profile, device=args.device,
+        task_runner=args.runner, dask_address=args.dask_address,
         simulator=SimulatorSettings(days=args.days, seed=args.seed), return_state=True,
     )
     if not state.is_completed():

@@ -11,7 +11,7 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from eraflow.batches import EraBatch, assign_stable_era_ids, batches_from_eras
+from eraflow.batches import EraBatch, assign_stable_era_ids, batches_from_eras, grid_fingerprint
 from eraflow.config import PipelineConfig
 from eraflow.eras import EraConfig, EraWarning, detect_eras, plot_eras
 from eraflow.errors import DataError
@@ -39,7 +39,7 @@ def detect_entity_eras(entity: str, config: PipelineConfig, start: pd.Timestamp,
         frames = entity_frames(grid)
         if entity not in frames:
             raise DataError(f"no stored grid for {entity} in [{start}, {end})")
-        values, _ = frames[entity]
+        values, fill_mask = frames[entity]
         era_config = EraConfig(method=config.era_method,
                                signals=tuple(config.era_signals) if config.era_signals else None)
         with warnings.catch_warnings(record=True) as caught:
@@ -62,4 +62,4 @@ def detect_entity_eras(entity: str, config: PipelineConfig, start: pd.Timestamp,
         markdown="\n".join([markdown_image(png, f"Eras of {entity}"), "", *table]),
         description=f"Era boundaries of {entity} per level (A coarse ⊃ B ⊃ C fine)",
     )
-    return batches_from_eras(eras)
+    return batches_from_eras(eras, fingerprint=grid_fingerprint(values, fill_mask))

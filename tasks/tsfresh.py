@@ -3,21 +3,27 @@
 from __future__ import annotations
 
 from prefect import get_run_logger, task
-from prefect.cache_policies import NO_CACHE
 
 from eraflow.batches import EraBatch, config_hash
 from eraflow.catalogue import load_catalogue
 from eraflow.config import PipelineConfig
 from eraflow.tsfresh_stage import engine_profile_names, tsfresh_features
 from tasks._common import retry_transient
+from tasks.caching import batch_cache_key
 from tasks.slices import read_batch
 
 STAGE_VERSION = "tsfresh-0.21.2-1"
 
 
-@task(name="tsfresh-features", tags=["cpu", "tsfresh"], retries=1,
-      retry_condition_fn=retry_transient, cache_policy=NO_CACHE,
-      task_run_name="tsfresh[{batch.label}]")
+def _settings(config: PipelineConfig) -> dict[str, object]:
+    return {"profile": config.tsfresh_profile, "engine_profile": config.features_profile,
+            "freq": config.freq, "catalogue": str(config.catalogue)}
+
+
+@task(name="tsfresh-features", tags=["cpu", "tsfresh"], retries=1, retry_jitter_factor=0.5,
+      retry_condition_fn=retry_transient,
+      cache_key_fn=batch_cache_key("tsfresh", STAGE_VERSION, _settings),
+      persist_result=True, task_run_name="tsfresh[{batch.label}]")
 def era_tsfresh_features(batch: EraBatch, config: PipelineConfig, run_id: str) -> int:
     """The tsfresh features of the sensors' catalogue profiles, minus what the engine computed.
 
@@ -31,9 +37,7 @@ def era_tsfresh_features(batch: EraBatch, config: PipelineConfig, run_id: str) -
             engine_provides=engine_profile_names(config.features_profile),
         )
         features["run_id"] = run_id
-        features["config_hash"] = config_hash(
-            {"profile": config.tsfresh_profile, "engine_profile": config.features_profile,
-             "freq": config.freq}, [STAGE_VERSION])
+        features["config_hash"] = config_hash(_settings(config), [STAGE_VERSION])
         store.write_table("features", features, entity=batch.entity,
                           replace_where={"level": batch.level, "engine": ["tsfresh"],
                                          "era_id": (batch.first_era_id, batch.last_era_id + 1)})

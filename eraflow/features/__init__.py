@@ -7,7 +7,7 @@ Public API
 - :func:`feature_registry`, :func:`profile_specs`, :func:`parse_feature_name`, :class:`FeatureSpec`.
 """
 
-from eraflow.features.arrays import gpu_available, select_array_module
+from eraflow.features.arrays import gpu_available, is_device_oom, select_array_module
 from eraflow.features.engine import (
     FEATURE_COLUMNS,
     compute_features,
@@ -42,6 +42,7 @@ __all__ = [
     "get_calculator",
     "gpu_available",
     "infer_step",
+    "is_device_oom",
     "parse_feature_name",
     "profile_specs",
     "resolve_features",

@@ -125,3 +125,15 @@ def stable_argsort(xp: ModuleType, a: Any) -> Any:
     if is_numpy(xp):
         return np.argsort(a, kind="stable")
     return xp.argsort(a)
+
+
+def is_device_oom(exc: BaseException) -> bool:
+    """True for a GPU out-of-memory error (CuPy's OutOfMemoryError or a CUDA malloc failure).
+
+    Matched by name so CPU hosts never import CuPy; the caller retries the batch on the CPU.
+    """
+    name = type(exc).__name__
+    text = str(exc).lower()
+    return name == "OutOfMemoryError" or (
+        name in {"CUDARuntimeError", "CUDADriverError", "MemoryError"}
+        and "memory" in text and ("cuda" in text or "device" in text))

@@ -36,6 +36,11 @@ class ResultStore(Protocol):
         """
         ...
 
+    def has_rows(self, table: str, *, entity: str, where: dict[str, object] | None = None
+                 ) -> bool:
+        """Whether any stored row of ``entity`` matches ``where`` (cache checks)."""
+        ...
+
     def read_table(self, table: str, *, entity: str | None = None) -> pd.DataFrame:
         """A whole table, or one entity's rows."""
         ...

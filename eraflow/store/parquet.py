@@ -62,6 +62,22 @@ def _atomic_write(frame: pd.DataFrame, path: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def _matches(frame: pd.DataFrame, where: dict[str, object] | None, table: str) -> pd.Series:
+    """Rows meeting every condition: value (==), [a, b] (membership), (low, high) (range)."""
+    hit = pd.Series(True, index=frame.index)
+    for column, condition in (where or {}).items():
+        if column not in frame:
+            raise StoreError(f"{table} has no column {column!r}")
+        if isinstance(condition, tuple):
+            low, high = condition
+            hit &= (frame[column] >= low) & (frame[column] < high)
+        elif isinstance(condition, list | set | frozenset):
+            hit &= frame[column].isin(list(condition))
+        else:
+            hit &= frame[column] == condition
+    return hit
+
+
 def _grid_column_order(columns: Iterable[str]) -> list[str]:
     columns = list(columns)
     values = sorted(c for c in columns if c not in ("time", "entity")
@@ -220,23 +236,21 @@ class ParquetStore:
         kept = None
         if path.exists():
             old = pd.read_parquet(path)
-            drop = pd.Series(True, index=old.index)
-            for column, condition in (replace_where or {}).items():
-                if column not in old:
-                    raise StoreError(f"{table} has no column {column!r}")
-                if isinstance(condition, tuple):
-                    low, high = condition
-                    drop &= (old[column] >= low) & (old[column] < high)
-                elif isinstance(condition, list | set | frozenset):
-                    drop &= old[column].isin(list(condition))
-                else:
-                    drop &= old[column] == condition
-            kept = old[~drop]
+            kept = old[~_matches(old, replace_where, table)]
         merged = pd.concat([f for f in (kept, frame) if f is not None and len(f)],
                            ignore_index=True) if (kept is not None and len(kept)) or len(
             frame) else frame.iloc[:0]
         _atomic_write(merged, path)
         return len(frame)
+
+    def has_rows(self, table: str, *, entity: str, where: dict[str, object] | None = None
+                 ) -> bool:
+        """Whether any stored row of ``entity`` matches ``where`` (reads only those columns)."""
+        path = self.table_path(table) / f"{entity_slug(entity)}.parquet"
+        if not path.exists():
+            return False
+        frame = pd.read_parquet(path, columns=list(where or {}) or None)
+        return bool(_matches(frame, where, table).any())
 
     def read_table(self, table: str, *, entity: str | None = None) -> pd.DataFrame:
         """A keyed table, whole or for one entity (empty frame when absent)."""

@@ -587,13 +587,13 @@ class PostgresStore:
                     [table, wanted[column], column])
         return [(wanted[c], kind_of_pg(existing[wanted[c]])) for c in frame.columns]
 
-    def _delete(self, cur: psycopg.Cursor, table: str, entity: str,
-                replace_where: dict[str, object] | None,
-                columns: list[tuple[str, Kind]], frame: pd.DataFrame) -> None:
+    def _where(self, table: str, entity: str, where: dict[str, object] | None,
+               ) -> tuple[sql.Composable, list[object]]:
+        """``entity = %s AND ...`` for the store's condition forms, with its parameters."""
         known = {c for c, _ in self.table_columns(table)}
         clauses: list[sql.Composable] = [sql.SQL("entity = %s")]
         params: list[object] = [entity]
-        for column, condition in (replace_where or {}).items():
+        for column, condition in (where or {}).items():
             stored = stored_name(column)
             if stored not in known:
                 raise StoreError(f"{table} has no column {column!r} (replace_where)")
@@ -610,8 +610,28 @@ class PostgresStore:
             else:
                 clauses.append(sql.SQL("{} = %s").format(ident))
                 params.append(_plain(condition))
-        cur.execute(sql.SQL("DELETE FROM {} WHERE {}").format(
-            self._table(table), sql.SQL(" AND ").join(clauses)), params)
+        return sql.SQL(" AND ").join(clauses), params
+
+    def _delete(self, cur: psycopg.Cursor, table: str, entity: str,
+                replace_where: dict[str, object] | None,
+                columns: list[tuple[str, Kind]], frame: pd.DataFrame) -> None:
+        condition, params = self._where(table, entity, replace_where)
+        cur.execute(sql.SQL("DELETE FROM {} WHERE {}").format(self._table(table), condition),
+                    params)
+
+    def has_rows(self, table: str, *, entity: str, where: dict[str, object] | None = None
+                 ) -> bool:
+        """Whether any stored row of ``entity`` matches ``where`` (same forms as replace_where)."""
+        self._check_table(table)
+        if not self.table_columns(table):
+            return False
+        condition, params = self._where(table, entity, where)
+        with self.connection().cursor() as cur:
+            cur.execute(sql.SQL("SELECT EXISTS (SELECT 1 FROM {} WHERE {})").format(
+                self._table(table), condition), params)
+            row = cur.fetchone()
+        self.connection().commit()
+        return bool(row and row[0])
 
     def _insert_from_stage(self, cur: psycopg.Cursor, table: str, stage: sql.Identifier,
                            stored: list[str]) -> None:

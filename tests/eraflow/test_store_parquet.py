@@ -151,3 +151,13 @@ def test_keyed_tables_stay_readable_whole_when_columns_differ(tmp_path: Path) ->
     assert list(whole.columns) == ["entity", "era_id", "x__mean", "y__mean"]
     assert whole["x__mean"].tolist()[0] == 1.0 and np.isnan(whole["y__mean"].tolist()[0])
     assert whole["y__mean"].tolist()[1] == 2.0
+
+
+def test_has_rows(tmp_path: Path) -> None:
+    store = ParquetStore(tmp_path)
+    assert not store.has_rows("features", entity="a", where={"level": "A"})
+    store.write_table("features", pd.DataFrame({"entity": "a", "level": "A", "era_id": [5],
+                                                "engine": "numpy"}), entity="a")
+    assert store.has_rows("features", entity="a", where={"level": "A", "era_id": (5, 6),
+                                                         "engine": ["numpy", "cupy"]})
+    assert not store.has_rows("features", entity="a", where={"level": "A", "era_id": (6, 9)})

@@ -203,6 +203,9 @@ def test_membership_condition_replaces_only_those_rows(store: PostgresStore) -> 
                       replace_where={"level": "A", "engine": ["numpy", "cupy"]})
     back = store.read_table("features", entity="m").sort_values("engine")
     assert back[["engine", "value"]].to_numpy().tolist() == [["numpy", 9.0], ["tsfresh", 2.0]]
+    assert store.has_rows("features", entity="m", where={"era_id": (1, 2), "engine": ["numpy"]})
+    assert not store.has_rows("features", entity="m", where={"engine": ["cupy"]})
+    assert not store.has_rows("features", entity="nobody")
 
 def test_coverage_selection_matrix_created_from_dtypes(store: PostgresStore) -> None:
     coverage = pd.DataFrame({

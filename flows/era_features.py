@@ -1,0 +1,50 @@
+"""The ``era-features`` sub-flow: engine and tsfresh features for a list of era batches.
+
+Deployed twice (``era-features/gpu`` on gpu-pool, ``era-features/cpu`` on cpu-pool); the
+parent flow calls it in process or through ``run_deployment``. Parameters are plain JSON
+(batch and config dicts), so a pool worker on another host can receive them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from prefect import flow, get_run_logger
+
+from eraflow.batches import EraBatch
+from eraflow.config import PipelineConfig
+from tasks.caching import stored
+from tasks.features import era_features
+from tasks.tsfresh import era_tsfresh_features
+
+ENGINES = ["numpy", "cupy"]
+
+
+def _failures(futures: list[Any]) -> list[str]:
+    return [f"{f.state.name}: {f.state.message}" for f in futures
+            if not f.state.is_completed()]
+
+
+@flow(name="era-features", flow_run_name="era-features[{device}]")
+def era_features_flow(batches: list[dict[str, Any]], config: dict[str, Any],
+                      device: Literal["auto", "gpu", "cpu"] = "auto",
+                      run_id: str = "local") -> dict[str, int]:
+    """Compute and store the features of every batch; fail naming each failed batch."""
+    settings = PipelineConfig.build(**config)
+    era_batches = [EraBatch.model_validate(b) for b in batches]
+    # A cache hit skips the write: batches whose rows the store lost are recomputed.
+    engine = [era_features.with_options(refresh_cache=not stored(settings, b, ENGINES))
+              .submit(b, settings, run_id, device) for b in era_batches]
+    tsfresh = [era_tsfresh_features.with_options(refresh_cache=not stored(settings, b,
+                                                                          ["tsfresh"]))
+               .submit(b, settings, run_id) for b in era_batches
+               if b.level in settings.tsfresh_levels]
+    for future in engine + tsfresh:
+        future.wait()
+    failed = _failures(engine) + _failures(tsfresh)
+    if failed:
+        raise RuntimeError(f"{len(failed)} era batch task(s) failed:\n" + "\n".join(failed))
+    rows = {"engine": sum(f.result() for f in engine),
+            "tsfresh": sum(f.result() for f in tsfresh)}
+    get_run_logger().info("%d batches on %s: %s", len(era_batches), device, rows)
+    return rows
