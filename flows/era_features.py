@@ -13,6 +13,7 @@ from prefect import flow, get_run_logger
 
 from eraflow.batches import EraBatch
 from eraflow.config import PipelineConfig
+from eraflow.features import gpu_available
 from tasks.caching import stored
 from tasks.features import era_features
 from tasks.tsfresh import era_tsfresh_features
@@ -32,6 +33,11 @@ def era_features_flow(batches: list[dict[str, Any]], config: dict[str, Any],
     """Compute and store the features of every batch; fail naming each failed batch."""
     settings = PipelineConfig.build(**config)
     era_batches = [EraBatch.model_validate(b) for b in batches]
+    if device == "gpu" and not gpu_available():
+        # A gpu-pool worker without a usable CUDA device still does the work, on NumPy.
+        get_run_logger().warning("no CUDA device on this worker: %d batches on the CPU",
+                                 len(era_batches))
+        device = "cpu"
     # A cache hit skips the write: batches whose rows the store lost are recomputed.
     engine = [era_features.with_options(refresh_cache=not stored(settings, b, ENGINES))
               .submit(b, settings, run_id, device) for b in era_batches]

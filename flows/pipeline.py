@@ -134,6 +134,7 @@ def feature_pipeline(
     gpu_pool: bool = False,
     cpu_workers: int = 2,
     gpu_min_cost: float = 1e6,
+    max_batch_cost: float | None = None,
     task_runner: Literal["threads", "dask", "dask-cuda"] = "threads",
     dask_address: str | None = None,
     previous_day: bool = False,
@@ -157,6 +158,7 @@ def feature_pipeline(
         selection_levels=selection_levels or ["A", "B", "C"], target_sensor=target_sensor,
         correlation_threshold=correlation_threshold, fdr_level=fdr_level, dispatch=dispatch,
         gpu_pool=gpu_pool, cpu_workers=cpu_workers, gpu_min_cost=gpu_min_cost,
+        max_batch_cost=max_batch_cost,
         task_runner=task_runner, dask_address=dask_address,
     )
     frames = ingest_sources(config)
@@ -222,6 +224,11 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--end", help="UTC end (exclusive)")
     parser.add_argument("--freq", default="5min", help="grid step (default 5min)")
     parser.add_argument("--store", default="eraflow-store", help="Parquet store folder")
+    parser.add_argument("--store-block", help="a saved store block 'slug/name' instead, e.g. "
+                        "eraflow-postgres-store/results")
+    parser.add_argument("--source-block", help="with --source postgres: a saved "
+                        "PostgresConnection block name")
+    parser.add_argument("--table", help="with --source postgres: the wide source table")
     parser.add_argument("--catalogue", help="user sensor catalogue TOML")
     parser.add_argument("--entities", nargs="+", help="only these entities")
     parser.add_argument("--era-method", default="pelt", choices=["pelt", "bocpd"])
@@ -243,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
         freq=args.freq, store=args.store, catalogue=args.catalogue, entities=args.entities,
         era_method=args.era_method, features_profile=args.profile, device=args.device,
         task_runner=args.runner, dask_address=args.dask_address,
+        store_block=args.store_block, source_block=args.source_block,
+        postgres_source={"table": args.table} if args.table else None,
         simulator=SimulatorSettings(days=args.days, seed=args.seed), return_state=True,
     )
     if not state.is_completed():
