@@ -1,6 +1,7 @@
 """Run every benchmark in turn; each prints its own table (ratios against a same-process baseline).
 
-Usage: python benchmarks/run_all.py [name ...]   (names: eras, features, tsfresh_stage, sink)
+Usage: python benchmarks/run_all.py [name ...]
+(names: eras, features, tsfresh_stage, sink, pipeline_postgres)
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ALL = ["eras", "features", "tsfresh_stage", "sink"]
+ALL = ["eras", "features", "tsfresh_stage", "sink", "pipeline_postgres"]
 
 
 def main(argv: list[str]) -> int:

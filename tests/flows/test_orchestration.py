@@ -108,3 +108,17 @@ def test_dask_runner_gives_the_same_features(tmp_path: Path) -> None:
     b = pd.read_parquet(tmp_path / "dask" / "features").sort_values(keys)
     pd.testing.assert_series_equal(a["value"].reset_index(drop=True),
                                    b["value"].reset_index(drop=True))
+
+
+def test_daily_run_processes_the_previous_utc_day(tmp_path: Path) -> None:
+    today = pd.Timestamp.now(tz="UTC").floor("D")
+    start = (today - pd.Timedelta("3D")).tz_convert(None).to_pydatetime()
+    state = feature_pipeline(store=str(tmp_path), previous_day=True, selection_levels=[],
+                             tsfresh_levels=[],
+                             simulator=SimulatorSettings(days=4, entities=["day"], start=start),
+                             return_state=True)
+    assert state.is_completed(), state.message
+    summary = state.result()
+    assert summary["start"] == str(today - pd.Timedelta("1D"))
+    assert summary["end"] == str(today)
+    assert summary["grid_rows"] == 288

@@ -70,3 +70,28 @@ def test_postgres_to_postgres_equals_files_to_parquet(loaded_database: str, tmp_
     with PostgresStore(loaded_database, schema="results") as store:
         assert len(store.read_grid()) == len(from_postgres)
         assert len(store.read_table("coverage")) == coverage_rows
+
+
+def test_parquet_source_to_parquet_store(greenhouse_dir: Path, tmp_path: Path) -> None:
+    results = read_mapping(load_mapping("knudjepsen"), greenhouse_dir / "knudjepsen",
+                           sources=SOURCES, start=pd.Timestamp(START, tz="UTC"),
+                           end=pd.Timestamp(END, tz="UTC"))
+    exports = tmp_path / "exports"
+    exports.mkdir()
+    pd.concat([r.frame for r in results], ignore_index=True).to_parquet(exports / "kj.parquet")
+    mapping = tmp_path / "parquet.toml"
+    mapping.write_text(
+        '[[sources]]\nname = "kj_parquet"\nfiles = ["*.parquet"]\nformat = "parquet"\n'
+        'layout = "long"\nentity_column = "entity"\nsensor_column = "sensor"\n'
+        'value_column = "value"\ntime = { columns = ["time"] }\n', encoding="utf-8")
+    state = feature_pipeline(source=str(mapping), data_root=str(exports), start=START, end=END,
+                             store=str(tmp_path / "from-parquet"), selection_levels=["A"],
+                             return_state=True)
+    assert state.is_completed(), state.message
+    csv = feature_pipeline(source="knudjepsen", data_root=str(greenhouse_dir / "knudjepsen"),
+                           sources=SOURCES, start=START, end=END, selection_levels=["A"],
+                           store=str(tmp_path / "from-csv"), return_state=True)
+    assert csv.is_completed(), csv.message
+    for table in ("grid", "eras"):
+        pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "from-parquet" / table),
+                                      pd.read_parquet(tmp_path / "from-csv" / table))
