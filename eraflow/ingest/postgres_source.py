@@ -27,7 +27,14 @@ from psycopg import sql
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from eraflow.errors import ConfigError, DataError, IngestError
-from eraflow.ingest.readers import LONG_COLUMNS, IngestResult, Progress, SourceReport, empty_long
+from eraflow.ingest.readers import (
+    LONG_COLUMNS,
+    IngestResult,
+    Progress,
+    SourceReport,
+    empty_long,
+    resolve_duplicates,
+)
 from eraflow.store.pg_schema import check_identifier
 from eraflow.store.postgres import Kind, connect, copy_out, kind_of_pg, select_expression
 
@@ -269,7 +276,9 @@ def _read(conn: psycopg.Connection, config: PostgresSourceConfig, start: pd.Time
         frame = frame[frame["time"] >= start]
     if end is not None:
         frame = frame[frame["time"] < end]
-    return _finish(_resolve_duplicates(frame, config, report), config, report)
+    frame = resolve_duplicates(frame, source=config.name, policy=config.on_duplicate,
+                               report=report)
+    return _finish(frame, config, report)
 
 
 def _times(array: Any) -> np.ndarray:
@@ -299,23 +308,6 @@ def _long_batch(batch: Any, config: PostgresSourceConfig) -> pd.DataFrame:
     if config.sensors is not None:
         frame["sensor"] = frame["sensor"].map(config.sensors)
     return frame[frame["value"].notna() & frame["sensor"].notna()]
-
-
-def _resolve_duplicates(frame: pd.DataFrame, config: PostgresSourceConfig,
-                        report: SourceReport) -> pd.DataFrame:
-    keys = ["entity", "sensor", "time"]
-    dup = frame.duplicated(keys, keep=False)
-    if not dup.any():
-        return frame
-    if config.on_duplicate == "error":
-        first = frame[dup].sort_values(keys).iloc[0]
-        raise DataError(
-            f"source {config.name!r}: {int(dup.sum())} rows share (entity, sensor, time), first "
-            f"{first['time']} ({first['entity']}/{first['sensor']}); fix the table or set "
-            "on_duplicate = 'mean' | 'first' | 'last'")
-    report.duplicates_merged = int(dup.sum() - frame[dup].drop_duplicates(keys).shape[0])
-    grouped = frame.groupby(keys, sort=False, observed=True)["value"]
-    return getattr(grouped, config.on_duplicate)().reset_index()
 
 
 def _finish(frame: pd.DataFrame, config: PostgresSourceConfig,

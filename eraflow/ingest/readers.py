@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from eraflow.errors import DataError, IngestError
-from eraflow.ingest.mapping import ColumnMap, MappingFile, SourceMapping
+from eraflow.ingest.mapping import ColumnMap, MappingFile, OnDuplicate, SourceMapping
 from eraflow.ingest.timezones import localise_to_utc
 
 LONG_COLUMNS = ["time", "entity", "sensor", "value", "source"]
@@ -332,24 +332,27 @@ def _long_rows(table: pd.DataFrame, names: list[str] | None, times: pd.DatetimeI
     return [frame[frame["value"].notna()]]
 
 
-def _resolve_duplicates(frame: pd.DataFrame, mapping: SourceMapping,
-                        report: SourceReport) -> pd.DataFrame:
+def resolve_duplicates(frame: pd.DataFrame, *, source: str, policy: OnDuplicate,
+                       report: SourceReport) -> pd.DataFrame:
+    """Apply a source's duplicate policy to rows sharing (entity, sensor, time).
+
+    ``"error"`` names the first duplicate; ``"mean"``, ``"first"`` and ``"last"`` merge them
+    and count the merged rows in the report. Shared by the file and PostgreSQL readers.
+    """
     keys = ["entity", "sensor", "time"]
     dup = frame.duplicated(keys, keep=False)
     if not dup.any():
         return frame
-    if mapping.on_duplicate == "error":
+    if policy == "error":
         first = frame[dup].sort_values(keys).iloc[0]
         raise DataError(
-            f"source {mapping.name!r}: {int(dup.sum())} rows share a timestamp with another row "
+            f"source {source!r}: {int(dup.sum())} rows share a timestamp with another row "
             f"of the same source, first {first['time']} ({first['entity']}/{first['sensor']}); "
-            "fix the export or set on_duplicate = 'mean' | 'first' | 'last'"
+            "fix the source or set on_duplicate = 'mean' | 'first' | 'last'"
         )
     report.duplicates_merged = int(dup.sum() - frame[dup].drop_duplicates(keys).shape[0])
-    how = mapping.on_duplicate
     grouped = frame.groupby(keys, sort=False, observed=True)["value"]
-    merged = getattr(grouped, how)().reset_index()
-    return merged
+    return getattr(grouped, policy)().reset_index()
 
 
 def read_source(mapping: SourceMapping, root: str | Path, *,
@@ -403,7 +406,8 @@ def read_source(mapping: SourceMapping, root: str | Path, *,
 
     frame = pd.concat(pieces, ignore_index=True) if pieces else empty_long()
     frame = frame[["time", "entity", "sensor", "value"]]
-    frame = _resolve_duplicates(frame, mapping, report)
+    frame = resolve_duplicates(frame, source=mapping.name, policy=mapping.on_duplicate,
+                               report=report)
     frame = frame.astype({"entity": "string", "sensor": "string", "value": "float64"})
     frame["source"] = pd.Series(mapping.name, index=frame.index, dtype="string")
     frame = frame.sort_values(["entity", "sensor", "time"], kind="stable").reset_index(drop=True)
