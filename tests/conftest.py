@@ -38,6 +38,19 @@ def cuda_available() -> bool:
         return False
 
 
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """In a ``-m gpu`` run, collect only modules that hold GPU tests.
+
+    The GPU test machine has CuPy, NumPy, pandas, SciPy and pytest but not Prefect, pydantic,
+    tsfresh or psycopg; the other modules would fail to import there before ``-m`` deselects.
+    """
+    if config.getoption("markexpr", "") != "gpu" or collection_path.suffix != ".py":
+        return None
+    if not collection_path.name.startswith("test_"):
+        return None
+    return "mark.gpu" not in collection_path.read_text(encoding="utf-8")
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Skip GPU tests without CUDA and real-data tests without ../shared/data/greenhouse."""
     has_cuda = None

@@ -1,7 +1,22 @@
 """Result stores: where the grid, eras, features and selections live (Parquet by default)."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from eraflow.store.base import TABLES, ResultStore
 from eraflow.store.parquet import ParquetStore
-from eraflow.store.postgres import PostgresStore
+
+if TYPE_CHECKING:
+    from eraflow.store.postgres import PostgresStore
 
 __all__ = ["TABLES", "ParquetStore", "PostgresStore", "ResultStore"]
+
+
+def __getattr__(name: str) -> Any:
+    """Import the PostgreSQL store on first use: machines without psycopg keep Parquet."""
+    if name == "PostgresStore":
+        from eraflow.store.postgres import PostgresStore
+
+        return PostgresStore
+    raise AttributeError(f"module 'eraflow.store' has no attribute {name!r}")
