@@ -165,7 +165,9 @@ def feature_pipeline(
     )
     frames = ingest_sources(config)
     aggregated = aggregate_grid(frames, config)
-    filled = fill_gaps(aggregated.grid, config)
+    measured = list(aggregated.report.per_sensor[["entity", "sensor"]].itertuples(
+        index=False, name=None))
+    filled = fill_gaps(aggregated.grid, config, measured)
     grid = filled.grid
     start_utc = config.start or grid["time"].min()
     end_utc = config.end or grid["time"].max() + grid_step(config.freq)

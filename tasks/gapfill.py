@@ -15,8 +15,13 @@ from tasks._common import retry_transient
 
 @task(name="gap-fill", tags=["cpu", "gapfill"], retries=1, retry_condition_fn=retry_transient,
       cache_policy=NO_CACHE, task_run_name="gap-fill[{config.freq}]")
-def fill_gaps(grid: pd.DataFrame, config: PipelineConfig) -> GapFillResult:
-    """Fill short gaps; publish coverage per (entity, sensor) as a table artifact."""
+def fill_gaps(grid: pd.DataFrame, config: PipelineConfig,
+              measured: list[tuple[str, str]] | None = None) -> GapFillResult:
+    """Fill short gaps; publish coverage per (entity, sensor) as a table artifact.
+
+    ``measured`` lists the (entity, sensor) pairs that had input: only those can be dead
+    sensors (the grid has every entity's sensors as columns, most absent for some entities).
+    """
     logger = get_run_logger()
     result = gap_fill(grid, load_catalogue(config.catalogue), freq=config.freq)
     coverage = result.coverage.copy()
@@ -28,5 +33,7 @@ def fill_gaps(grid: pd.DataFrame, config: PipelineConfig) -> GapFillResult:
                           description="Coverage per entity and sensor (shares in %)")
     dead = coverage.loc[coverage["all_missing"], ["entity", "sensor"]]
     for entity, sensor in dead.itertuples(index=False):
-        logger.warning("sensor %s of %s has no valid value in this range", sensor, entity)
+        if measured is None or (entity, sensor) in set(measured):
+            logger.warning("sensor %s of %s has no valid value in this range (all of its "
+                           "values were missing or out of range)", sensor, entity)
     return result

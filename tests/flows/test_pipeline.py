@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -104,7 +105,9 @@ def test_simulator_run_stores_the_grid_idempotently(tmp_path: Path) -> None:
 
 
 @pytest.mark.realdata
-def test_knudjepsen_month(tmp_path: Path, greenhouse_dir: Path) -> None:
+def test_knudjepsen_month(tmp_path: Path, greenhouse_dir: Path,
+                          caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.WARNING, logger="prefect")
     state = feature_pipeline(source="knudjepsen", data_root=str(greenhouse_dir / "knudjepsen"),
                              start="2015-10-01", end="2015-11-01", store=str(tmp_path),
                              return_state=True)
@@ -120,6 +123,10 @@ def test_knudjepsen_month(tmp_path: Path, greenhouse_dir: Path) -> None:
     assert no3["co2_ppm"].isna().all()  # the dead sensor, reported in coverage
     coverage = pd.read_parquet(tmp_path / "coverage").set_index(["entity", "sensor"])
     assert bool(coverage.loc[("kj_no3", "co2_ppm"), "all_missing"])
+    # The dead sensor is warned about; a sensor the compartment never had (NO4 has lamp
+    # groups 1-2 only) is not a dead sensor.
+    assert "co2_ppm of kj_no3 has no valid value" in caplog.text
+    assert "lamp_group_3 of kj_no4" not in caplog.text
 
 
 def test_bad_parameters_fail_before_any_work(tmp_path: Path) -> None:
