@@ -59,11 +59,14 @@ def batches_from_eras(eras: pd.DataFrame, fingerprint: str = "") -> list[EraBatc
     out = []
     for (entity, level), part in eras.groupby(["entity", "level"], sort=True):
         part = part.sort_values("start")
+        # The key of a batch's cached features must change when its inner boundaries move.
+        bounds = pd.util.hash_pandas_object(part[["era_id", "start", "end"]], index=False)
+        digest = hashlib.sha256(fingerprint.encode() + bounds.to_numpy().tobytes())
         out.append(EraBatch(
             entity=str(entity), level=str(level), start=part["start"].min(),
             end=part["end"].max(), eras=len(part), rows=int(part["rows"].sum()),
             first_era_id=int(part["era_id"].min()), last_era_id=int(part["era_id"].max()),
-            fingerprint=fingerprint,
+            fingerprint=digest.hexdigest()[:16] if fingerprint else "",
         ))
     return out
 
@@ -92,3 +95,14 @@ def assign_stable_era_ids(eras: pd.DataFrame) -> pd.DataFrame:
     if out.duplicated(["entity", "level", "era_id"]).any():
         raise ValueError("two eras of one level start in the same minute: grid step < 1 min")
     return out
+
+
+def era_id_window(batch: EraBatch) -> tuple[int, int]:
+    """Era ids (start minutes) of every era that starts inside the batch's [start, end).
+
+    Replacing by this window, not by the batch's first/last ids, also removes stored eras of an
+    older segmentation that no longer exist.
+    """
+    epoch = pd.Timestamp(0, tz="UTC")
+    return (int((batch.start - epoch) // ERA_ID_UNIT),
+            int((batch.end - epoch + ERA_ID_UNIT - pd.Timedelta(1, "ns")) // ERA_ID_UNIT))

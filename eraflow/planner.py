@@ -330,7 +330,7 @@ def _sub_batch(batch: EraBatch, part: pd.DataFrame) -> EraBatch:
     return EraBatch(entity=batch.entity, level=batch.level, start=part["start"].iloc[0],
                     end=part["end"].iloc[-1], eras=len(part), rows=int(part["rows"].sum()),
                     first_era_id=int(part["era_id"].iloc[0]),
-                    last_era_id=int(part["era_id"].iloc[-1]))
+                    last_era_id=int(part["era_id"].iloc[-1]), fingerprint=batch.fingerprint)
 
 
 def split_batch(batch: EraBatch, eras: pd.DataFrame, *, max_cost: float,

@@ -15,8 +15,8 @@ from eraflow.batches import EraBatch
 from eraflow.config import PipelineConfig
 from eraflow.features import gpu_available
 from tasks.caching import stored
-from tasks.features import era_features
-from tasks.tsfresh import era_tsfresh_features
+from tasks.features import engine_settings_hash, era_features
+from tasks.tsfresh import era_tsfresh_features, tsfresh_settings_hash
 
 ENGINES = ["numpy", "cupy"]
 
@@ -39,12 +39,14 @@ def era_features_flow(batches: list[dict[str, Any]], config: dict[str, Any],
                                  len(era_batches))
         device = "cpu"
     # A cache hit skips the write: batches whose rows the store lost are recomputed.
-    engine = [era_features.with_options(refresh_cache=not stored(settings, b, ENGINES))
-              .submit(b, settings, run_id, device) for b in era_batches]
-    tsfresh = [era_tsfresh_features.with_options(refresh_cache=not stored(settings, b,
-                                                                          ["tsfresh"]))
-               .submit(b, settings, run_id) for b in era_batches
-               if b.level in settings.tsfresh_levels]
+    engine_hash, tsfresh_hash = engine_settings_hash(settings), tsfresh_settings_hash(settings)
+    engine = [era_features.with_options(
+        refresh_cache=not stored(settings, b, ENGINES, engine_hash))
+        .submit(b, settings, run_id, device) for b in era_batches]
+    tsfresh = [era_tsfresh_features.with_options(
+        refresh_cache=not stored(settings, b, ["tsfresh"], tsfresh_hash))
+        .submit(b, settings, run_id) for b in era_batches
+        if b.level in settings.tsfresh_levels]
     for future in engine + tsfresh:
         future.wait()
     failed = _failures(engine) + _failures(tsfresh)

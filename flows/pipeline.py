@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Literal
 
 import pandas as pd
@@ -71,7 +72,12 @@ def run_pool_group(deployment: str, device: str, worker: int, batches: list[dict
 
 def _dispatch(plan: Plan, config: PipelineConfig, run_id: str) -> dict[str, int]:
     """Run the planned batches: in this process, or on the pools' deployments."""
-    config_json = config.model_dump(mode="json")
+    # Children read only the store: no source settings (a worker may lack the source files),
+    # and the Parquet store as an absolute path (workers may run in other folders). Workers on
+    # other hosts need a shared store: a PostgreSQL store block.
+    config_json = config.model_dump(mode="json") | {
+        "source": "simulator", "data_root": None, "sources": None, "source_block": None,
+        "postgres_source": None, "store": str(Path(config.store).resolve())}
     groups = {key: [a.batch.model_dump(mode="json") for a in assigned]
               for key, assigned in plan.by_worker().items() if assigned}
     if config.dispatch == "pools":
@@ -79,7 +85,7 @@ def _dispatch(plan: Plan, config: PipelineConfig, run_id: str) -> dict[str, int]
                                          config_json, run_id)
                    for (device, worker), batches in groups.items()]
         _results(futures, "era-features dispatch")
-        return _stored_rows(config, plan)
+        return _stored_rows(config, plan, run_id)
     totals = {"engine": 0, "tsfresh": 0}
     subflow = era_features_flow.with_options(task_runner=make_task_runner(config))
     for device in ("gpu", "cpu"):
@@ -90,8 +96,8 @@ def _dispatch(plan: Plan, config: PipelineConfig, run_id: str) -> dict[str, int]
     return totals
 
 
-def _stored_rows(config: PipelineConfig, plan: Plan) -> dict[str, int]:
-    """Feature rows of the planned batches, counted in the store (the children wrote them)."""
+def _stored_rows(config: PipelineConfig, plan: Plan, run_id: str) -> dict[str, int]:
+    """Feature rows this run's children wrote, counted in the store."""
     from tasks.store import store_session
 
     entities = sorted({a.batch.entity for a in plan.assignments})
@@ -101,6 +107,7 @@ def _stored_rows(config: PipelineConfig, plan: Plan) -> dict[str, int]:
     if not stored:
         return {"engine": 0, "tsfresh": 0}
     frame = pd.concat(stored, ignore_index=True)
+    frame = frame[frame["run_id"] == run_id]
     return {"engine": int((frame["engine"] != "tsfresh").sum()),
             "tsfresh": int((frame["engine"] == "tsfresh").sum())}
 

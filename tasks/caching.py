@@ -15,17 +15,22 @@ from typing import Any
 
 from prefect.context import TaskRunContext
 
-from eraflow.batches import EraBatch
+from eraflow.batches import EraBatch, era_id_window
 from eraflow.config import PipelineConfig
 from tasks.store import store_session
 
 
-def stored(config: PipelineConfig, batch: EraBatch, engines: list[str]) -> bool:
-    """Whether the store holds this batch's rows of these engines (else: recompute)."""
+def stored(config: PipelineConfig, batch: EraBatch, engines: list[str],
+           settings_hash: str) -> bool:
+    """Whether the store holds this batch's rows from these engines and these settings.
+
+    Rows from other settings (an earlier profile, say) do not count: a cache hit would then
+    leave them in place, so the batch must run and replace them.
+    """
     with store_session(config) as store:
         return store.has_rows("features", entity=batch.entity, where={
-            "level": batch.level, "engine": engines,
-            "era_id": (batch.first_era_id, batch.last_era_id + 1)})
+            "level": batch.level, "engine": engines, "era_id": era_id_window(batch),
+            "config_hash": settings_hash})
 
 
 def batch_cache_key(stage: str, version: str,

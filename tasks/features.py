@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from prefect import get_run_logger, task
 
-from eraflow.batches import EraBatch, config_hash
+from eraflow.batches import EraBatch, config_hash, era_id_window
 from eraflow.config import PipelineConfig
 from eraflow.features import compute_features, gpu_available, is_device_oom
 from tasks._common import retry_transient
@@ -28,6 +28,11 @@ def _gpu_slot(device: str) -> AbstractContextManager[Any]:
 
 def _settings(config: PipelineConfig) -> dict[str, object]:
     return {"profile": config.features_profile, "freq": config.freq}
+
+
+def engine_settings_hash(config: PipelineConfig) -> str:
+    """The ``config_hash`` the engine writes for these settings (cache checks compare it)."""
+    return config_hash(_settings(config), [ENGINE_VERSION])
 
 
 @task(name="era-features", tags=["features"], retries=2, retry_delay_seconds=[2, 10],
@@ -57,10 +62,10 @@ def era_features(batch: EraBatch, config: PipelineConfig, run_id: str,
                                         profile=config.features_profile, device="cpu",
                                         sensors=sensors)
         features["run_id"] = run_id
-        features["config_hash"] = config_hash(_settings(config), [ENGINE_VERSION])
+        features["config_hash"] = engine_settings_hash(config)
         store.write_table("features", features, entity=batch.entity,
                           replace_where={"level": batch.level, "engine": ["numpy", "cupy"],
-                                         "era_id": (batch.first_era_id, batch.last_era_id + 1)})
+                                         "era_id": era_id_window(batch)})
     logger.info("%s: %d feature values (%s engine)", batch.label, len(features),
                 features["engine"].iloc[0] if len(features) else "-")
     return len(features)

@@ -49,6 +49,6 @@ def write_grid(grid: pd.DataFrame, coverage: pd.DataFrame, config: PipelineConfi
         for entity, part in coverage.groupby("entity"):
             stamped = part.assign(start=start, end=end)
             store.write_table("coverage", stamped, entity=str(entity),
-                              replace_where={"start": start})
+                              replace_where={"start": (start, end)})
         get_run_logger().info("wrote %d grid rows to %s", written, store.describe())
     return written

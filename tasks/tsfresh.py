@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import hashlib
+
 from prefect import get_run_logger, task
 
-from eraflow.batches import EraBatch, config_hash
+from eraflow.batches import EraBatch, config_hash, era_id_window
 from eraflow.catalogue import load_catalogue
 from eraflow.config import PipelineConfig
 from eraflow.tsfresh_stage import engine_profile_names, tsfresh_features
@@ -16,8 +18,15 @@ STAGE_VERSION = "tsfresh-0.21.2-1"
 
 
 def _settings(config: PipelineConfig) -> dict[str, object]:
+    catalogue = "" if config.catalogue is None else hashlib.sha256(
+        config.catalogue.read_bytes()).hexdigest()  # its content decides the profiles
     return {"profile": config.tsfresh_profile, "engine_profile": config.features_profile,
-            "freq": config.freq, "catalogue": str(config.catalogue)}
+            "freq": config.freq, "catalogue": catalogue}
+
+
+def tsfresh_settings_hash(config: PipelineConfig) -> str:
+    """The ``config_hash`` the tsfresh stage writes for these settings."""
+    return config_hash(_settings(config), [STAGE_VERSION])
 
 
 @task(name="tsfresh-features", tags=["cpu", "tsfresh"], retries=1, retry_jitter_factor=0.5,
@@ -37,9 +46,9 @@ def era_tsfresh_features(batch: EraBatch, config: PipelineConfig, run_id: str) -
             engine_provides=engine_profile_names(config.features_profile),
         )
         features["run_id"] = run_id
-        features["config_hash"] = config_hash(_settings(config), [STAGE_VERSION])
+        features["config_hash"] = tsfresh_settings_hash(config)
         store.write_table("features", features, entity=batch.entity,
                           replace_where={"level": batch.level, "engine": ["tsfresh"],
-                                         "era_id": (batch.first_era_id, batch.last_era_id + 1)})
+                                         "era_id": era_id_window(batch)})
     get_run_logger().info("%s: %d tsfresh feature values", batch.label, len(features))
     return len(features)

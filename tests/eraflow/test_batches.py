@@ -42,3 +42,25 @@ def test_config_hash_is_stable_and_sensitive() -> None:
     assert config_hash({"a": 1, "b": 2}) == config_hash({"b": 2, "a": 1})
     assert config_hash({"a": 1}) != config_hash({"a": 2})
     assert config_hash({"a": 1}, ["v1"]) != config_hash({"a": 1}, ["v2"])
+
+
+def test_era_id_window_covers_every_era_starting_inside_the_batch() -> None:
+    from eraflow.batches import era_id_window
+
+    batch = batches_from_eras(assign_stable_era_ids(eras()))[1]
+    low, high = era_id_window(batch)
+    base = int(T0.timestamp() // 60)
+    assert (low, high) == (base, base + 2 * 24 * 60)
+
+
+def test_fingerprint_changes_with_inner_boundaries() -> None:
+    table = assign_stable_era_ids(eras())
+    moved = table.copy()
+    moved.loc[2, "start"] = T0 + pd.Timedelta("20h")
+    moved.loc[1, "end"] = T0 + pd.Timedelta("20h")
+    moved = assign_stable_era_ids(moved)
+    a = batches_from_eras(table, fingerprint="grid")[1]
+    b = batches_from_eras(moved, fingerprint="grid")[1]
+    assert (a.start, a.end, a.eras, a.rows) == (b.start, b.end, b.eras, b.rows)
+    assert a.fingerprint != b.fingerprint
+    assert batches_from_eras(table)[1].fingerprint == ""  # no grid fingerprint: no caching

@@ -122,3 +122,22 @@ def test_daily_run_processes_the_previous_utc_day(tmp_path: Path) -> None:
     assert summary["start"] == str(today - pd.Timedelta("1D"))
     assert summary["end"] == str(today)
     assert summary["grid_rows"] == 288
+
+
+def test_switching_settings_back_never_serves_stale_features(tmp_path: Path) -> None:
+    params = {"store": str(tmp_path / "s"), "selection_levels": [], "tsfresh_levels": [],
+              "simulator": SimulatorSettings(days=2, entities=["flip"], seed=4)}
+    keys = ["entity", "level", "era_id", "sensor", "feature"]
+    assert feature_pipeline(**params, return_state=True).is_completed()
+    efficient = pd.read_parquet(tmp_path / "s" / "features").sort_values(keys)
+    assert feature_pipeline(**params, features_profile="minimal",
+                            return_state=True).is_completed()
+    minimal = pd.read_parquet(tmp_path / "s" / "features")
+    assert len(minimal) < len(efficient)
+    # Back to efficient: the old cache entry exists, but the store holds minimal rows, so the
+    # batches must run again and the store must hold exactly the efficient features.
+    assert feature_pipeline(**params, return_state=True).is_completed()
+    again = pd.read_parquet(tmp_path / "s" / "features").sort_values(keys)
+    assert len(again) == len(efficient)
+    pd.testing.assert_series_equal(again["value"].reset_index(drop=True),
+                                   efficient["value"].reset_index(drop=True))
