@@ -28,11 +28,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from eraflow.errors import ConfigError, DataError, IngestError
 from eraflow.ingest.readers import (
-    LONG_COLUMNS,
     IngestResult,
     Progress,
     SourceReport,
     empty_long,
+    finish_long,
     resolve_duplicates,
 )
 from eraflow.store.pg_schema import check_identifier
@@ -312,15 +312,4 @@ def _long_batch(batch: Any, config: PostgresSourceConfig) -> pd.DataFrame:
 
 def _finish(frame: pd.DataFrame, config: PostgresSourceConfig,
             report: SourceReport) -> IngestResult:
-    frame = frame[["time", "entity", "sensor", "value"]].astype(
-        {"entity": "string", "sensor": "string", "value": "float64"})
-    frame["time"] = frame["time"].astype("datetime64[us, UTC]")
-    frame["source"] = pd.Series(config.name, index=frame.index, dtype="string")
-    frame = frame.sort_values(["entity", "sensor", "time"], kind="stable").reset_index(drop=True)
-    report.values = len(frame)
-    report.entities = sorted(frame["entity"].unique().tolist())
-    report.sensors = sorted(frame["sensor"].unique().tolist())
-    if len(frame):
-        report.first_time = frame["time"].min()
-        report.last_time = frame["time"].max()
-    return IngestResult(frame=frame[LONG_COLUMNS], report=report)
+    return finish_long(frame, source=config.name, report=report)

@@ -408,8 +408,15 @@ def read_source(mapping: SourceMapping, root: str | Path, *,
     frame = frame[["time", "entity", "sensor", "value"]]
     frame = resolve_duplicates(frame, source=mapping.name, policy=mapping.on_duplicate,
                                report=report)
-    frame = frame.astype({"entity": "string", "sensor": "string", "value": "float64"})
-    frame["source"] = pd.Series(mapping.name, index=frame.index, dtype="string")
+    return finish_long(frame, source=mapping.name, report=report)
+
+
+def finish_long(frame: pd.DataFrame, *, source: str, report: SourceReport) -> IngestResult:
+    """Canonical dtypes and order of long rows, and the report's counts (every reader ends here)."""
+    frame = frame[["time", "entity", "sensor", "value"]].astype(
+        {"entity": "string", "sensor": "string", "value": "float64"})
+    frame["time"] = frame["time"].astype("datetime64[us, UTC]")
+    frame["source"] = pd.Series(source, index=frame.index, dtype="string")
     frame = frame.sort_values(["entity", "sensor", "time"], kind="stable").reset_index(drop=True)
     report.values = len(frame)
     report.entities = sorted(frame["entity"].unique().tolist())
