@@ -19,9 +19,10 @@ class ParquetStoreBlock(Block):
     _block_type_slug = "eraflow-parquet-store"
     _description = "Folder holding eraflow's result tables as Parquet datasets."
 
-    path: str = Field(default="eraflow-store",
-                      description="Store folder; relative paths resolve in the flow's working "
-                      "directory.")
+    path: str = Field(
+        default="eraflow-store",
+        description="Store folder; relative paths resolve in the flow's working directory.",
+    )
 
     def open(self) -> ParquetStore:
         """The store this block points at."""

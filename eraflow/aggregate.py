@@ -40,9 +40,7 @@ def _validate(frame: pd.DataFrame) -> None:
     missing = [c for c in ("time", "entity", "sensor", "value") if c not in frame.columns]
     if missing:
         raise DataError(f"long rows lack column(s) {missing}; expected {LONG_COLUMNS}")
-    if not isinstance(frame["time"].dtype, pd.DatetimeTZDtype) or str(
-        frame["time"].dt.tz
-    ) != "UTC":
+    if not isinstance(frame["time"].dtype, pd.DatetimeTZDtype) or str(frame["time"].dt.tz) != "UTC":
         raise DataError(f"column 'time' must be tz-aware UTC, got {frame['time'].dtype}")
     if not pd.api.types.is_float_dtype(frame["value"]):
         raise DataError(f"column 'value' must be float, got {frame['value'].dtype}")
@@ -68,8 +66,11 @@ def aggregate(
         _validate(frame)
     if start is not None and end is not None and start >= end:
         raise DataError(f"empty range: start {start} is not before end {end}")
-    nonempty = [f[["time", "entity", "sensor", "value", *(["source"] if "source" in f else [])]]
-                for f in frames if len(f)]
+    nonempty = [
+        f[["time", "entity", "sensor", "value", *(["source"] if "source" in f else [])]]
+        for f in frames
+        if len(f)
+    ]
     if not nonempty:
         raise DataError("no data: the sources hold no rows in the requested range")
     rows = pd.concat(nonempty, ignore_index=True)
@@ -88,9 +89,11 @@ def aggregate(
     low = rows["sensor"].map({s: sp.valid_min for s, sp in specs.items()}).astype("float64")
     high = rows["sensor"].map({s: sp.valid_max for s, sp in specs.items()}).astype("float64")
     out_of_range = (rows["value"] < low.fillna(-np.inf)) | (rows["value"] > high.fillna(np.inf))
-    stats = rows.assign(out_of_range=out_of_range).groupby(
-        ["entity", "sensor"], observed=True
-    ).agg(values_in=("value", "size"), dropped_out_of_range=("out_of_range", "sum"))
+    stats = (
+        rows.assign(out_of_range=out_of_range)
+        .groupby(["entity", "sensor"], observed=True)
+        .agg(values_in=("value", "size"), dropped_out_of_range=("out_of_range", "sum"))
+    )
     rows = rows[~out_of_range.to_numpy()]
     if rows.empty:
         raise DataError("every value lies outside its sensor's valid range (see the catalogue)")
@@ -99,8 +102,12 @@ def aggregate(
     rows = rows.sort_values(["entity", "sensor", "time"], kind="stable")
     keys = ["entity", "sensor", "bin"]
     conflicts = (
-        rows.groupby(keys, observed=True)["source"].nunique().gt(1)
-        .groupby(level=["entity", "sensor"], observed=True).sum().rename("multi_source_bins")
+        rows.groupby(keys, observed=True)["source"]
+        .nunique()
+        .gt(1)
+        .groupby(level=["entity", "sensor"], observed=True)
+        .sum()
+        .rename("multi_source_bins")
     )
     pieces = []
     by_method: dict[str, list[str]] = {}
@@ -112,8 +119,9 @@ def aggregate(
             continue
         pieces.append(subset.groupby(keys, observed=True)["value"].agg(method))
     binned = pd.concat(pieces).rename("value").reset_index()
-    wide = binned.pivot_table(index=["entity", "bin"], columns="sensor", values="value",
-                              aggfunc="first", observed=True)
+    wide = binned.pivot_table(
+        index=["entity", "bin"], columns="sensor", values="value", aggfunc="first", observed=True
+    )
     wide.columns = [str(c) for c in wide.columns]
     # A sensor whose every value was out of range stays, all-NaN: coverage reports it dead.
     wide = wide.reindex(columns=sorted(map(str, sensors)))
@@ -138,6 +146,7 @@ def aggregate(
     per_sensor = per_sensor.astype("int64").reset_index()
     per_sensor["entity"] = per_sensor["entity"].astype(str)
     per_sensor["sensor"] = per_sensor["sensor"].astype(str)
-    report = AggregateReport(per_sensor=per_sensor, unknown_sensors=catalogue.unknown(sensors),
-                             freq=freq)
+    report = AggregateReport(
+        per_sensor=per_sensor, unknown_sensors=catalogue.unknown(sensors), freq=freq
+    )
     return AggregateResult(grid=grid, report=report)

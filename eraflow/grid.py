@@ -26,8 +26,9 @@ def grid_step(freq: str | pd.Timedelta) -> pd.Timedelta:
 
 def sensor_columns(grid: pd.DataFrame) -> list[str]:
     """The value columns of a wide grid frame (not time, entity or mask)."""
-    return [c for c in grid.columns
-            if c not in INDEX_COLUMNS and not str(c).startswith(MASK_PREFIX)]
+    return [
+        c for c in grid.columns if c not in INDEX_COLUMNS and not str(c).startswith(MASK_PREFIX)
+    ]
 
 
 def mask_column(sensor: str) -> str:
@@ -47,8 +48,10 @@ def entity_frames(grid: pd.DataFrame) -> dict[str, tuple[pd.DataFrame, pd.DataFr
         part = part.sort_values("time").set_index("time")
         values = part[sensors].astype("float64")
         masks = pd.DataFrame(
-            {s: part[mask_column(s)].astype(bool) if mask_column(s) in part else False
-             for s in sensors},
+            {
+                s: part[mask_column(s)].astype(bool) if mask_column(s) in part else False
+                for s in sensors
+            },
             index=part.index,
         )
         out[str(entity)] = (values, masks)

@@ -15,8 +15,9 @@ def _utc(value: datetime | str | pd.Timestamp) -> pd.Timestamp:
     return stamp.tz_localize("UTC") if stamp.tz is None else stamp.tz_convert("UTC")
 
 
-def split_range(start: datetime | str | pd.Timestamp, end: datetime | str | pd.Timestamp,
-                chunk: str) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
+def split_range(
+    start: datetime | str | pd.Timestamp, end: datetime | str | pd.Timestamp, chunk: str
+) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
     """Consecutive [start, end) chunks of length ``chunk`` (the last one may be shorter).
 
     Chunks are aligned to ``start``, so re-running a backfill with the same arguments

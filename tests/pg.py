@@ -23,8 +23,10 @@ def fresh_database() -> Iterator[tuple[str, str]]:
     try:
         admin = psycopg.connect(ADMIN_DSN, autocommit=True, connect_timeout=5)
     except psycopg.OperationalError as exc:
-        pytest.fail(f"PostgreSQL is unreachable at {ADMIN_DSN}: {exc}; start it or set "
-                    "ERAFLOW_TEST_PG", pytrace=False)
+        pytest.fail(
+            f"PostgreSQL is unreachable at {ADMIN_DSN}: {exc}; start it or set ERAFLOW_TEST_PG",
+            pytrace=False,
+        )
     name = f"eraflow_test_{uuid.uuid4().hex[:8]}"
     with admin:
         admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))

@@ -17,17 +17,22 @@ def test_dockerfile_gpu_lints_clean() -> None:
     hadolint = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
     if not Path(hadolint).exists():
         pytest.skip("hadolint is not installed (it comes with the dev extra)")
-    done = subprocess.run([hadolint, str(REPO / "Dockerfile.gpu")], capture_output=True,
-                          text=True, check=False)
+    done = subprocess.run(
+        [hadolint, str(REPO / "Dockerfile.gpu")], capture_output=True, text=True, check=False
+    )
     assert done.returncode == 0, done.stdout + done.stderr
 
 
 def test_prefect_yaml_declares_the_deployments_on_their_pools() -> None:
     spec = yaml.safe_load((REPO / "prefect.yaml").read_text(encoding="utf-8"))
     found = {(d["entrypoint"].split(":")[1], d["name"]): d for d in spec["deployments"]}
-    assert set(found) == {("feature_pipeline", "daily"), ("feature_pipeline", "manual"),
-                          ("backfill", "manual"), ("era_features_flow", "gpu"),
-                          ("era_features_flow", "cpu")}
+    assert set(found) == {
+        ("feature_pipeline", "daily"),
+        ("feature_pipeline", "manual"),
+        ("backfill", "manual"),
+        ("era_features_flow", "gpu"),
+        ("era_features_flow", "cpu"),
+    }
     assert found[("era_features_flow", "gpu")]["work_pool"]["name"] == "gpu-pool"
     assert found[("era_features_flow", "cpu")]["work_pool"]["name"] == "cpu-pool"
     daily = found[("feature_pipeline", "daily")]

@@ -125,8 +125,10 @@ class Catalogue:
 
     def to_frame(self) -> pd.DataFrame:
         """The catalogue as a table (for reports)."""
-        rows = [s.model_dump() | {"resample": s.resample_method, "fill": s.fill_method}
-                for s in self._specs.values()]
+        rows = [
+            s.model_dump() | {"resample": s.resample_method, "fill": s.fill_method}
+            for s in self._specs.values()
+        ]
         return pd.DataFrame(rows)
 
 
@@ -140,8 +142,9 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"catalogue file {path} is not valid TOML: {exc}") from exc
 
 
-def _build_specs(raw: Mapping[str, Any], origin: str,
-                 base: Mapping[str, SensorSpec] | None = None) -> dict[str, SensorSpec]:
+def _build_specs(
+    raw: Mapping[str, Any], origin: str, base: Mapping[str, SensorSpec] | None = None
+) -> dict[str, SensorSpec]:
     specs = dict(base or {})
     for name, fields in raw.items():
         if not isinstance(fields, Mapping):

@@ -136,4 +136,6 @@ def is_device_oom(exc: BaseException) -> bool:
     text = str(exc).lower()
     return name == "OutOfMemoryError" or (
         name in {"CUDARuntimeError", "CUDADriverError", "MemoryError"}
-        and "memory" in text and ("cuda" in text or "device" in text))
+        and "memory" in text
+        and ("cuda" in text or "device" in text)
+    )

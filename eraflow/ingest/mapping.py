@@ -105,8 +105,11 @@ class SourceMapping(BaseModel):
 
     @model_validator(mode="after")
     def _consistent(self) -> SourceMapping:
-        if (self.entity is None and self.entity_column is None
-                and (not self.columns or not all(c.entity for c in self.columns))):
+        if (
+            self.entity is None
+            and self.entity_column is None
+            and (not self.columns or not all(c.entity for c in self.columns))
+        ):
             raise ValueError(
                 f"source {self.name!r}: set 'entity', 'entity_column' or an entity per column"
             )
@@ -150,8 +153,9 @@ def parse_mapping(raw: dict[str, Any], origin: str = "mapping") -> MappingFile:
 def preset_names() -> list[str]:
     """Mapping presets shipped with eraflow (the real Danish exports)."""
     folder = resources.files("eraflow.ingest").joinpath("presets")
-    return sorted(p.name.removesuffix(".toml") for p in folder.iterdir()
-                  if p.name.endswith(".toml"))
+    return sorted(
+        p.name.removesuffix(".toml") for p in folder.iterdir() if p.name.endswith(".toml")
+    )
 
 
 def load_mapping(name_or_path: str | Path) -> MappingFile:

@@ -117,8 +117,9 @@ def _to_numeric(values: pd.Series, decimal: str) -> tuple[np.ndarray, int]:
     return numbers.to_numpy(dtype="float64", na_value=np.nan), bad
 
 
-def _parse_times(raw: pd.DataFrame, positions: list[int], mapping: SourceMapping,
-                 path: Path) -> pd.DatetimeIndex:
+def _parse_times(
+    raw: pd.DataFrame, positions: list[int], mapping: SourceMapping, path: Path
+) -> pd.DatetimeIndex:
     spec = mapping.time
     if len(positions) == 1:
         text = raw.iloc[:, positions[0]]
@@ -134,8 +135,9 @@ def _parse_times(raw: pd.DataFrame, positions: list[int], mapping: SourceMapping
         numbers = pd.to_numeric(text, errors="coerce")
         parsed = pd.to_datetime(numbers, unit=spec.unit, utc=True, errors="coerce")
     else:
-        parsed = pd.to_datetime(text.astype("string").str.strip(), format=spec.format,
-                                errors="coerce")
+        parsed = pd.to_datetime(
+            text.astype("string").str.strip(), format=spec.format, errors="coerce"
+        )
     bad = parsed.isna().to_numpy()
     if bad.any():
         first = int(np.flatnonzero(bad)[0])
@@ -172,8 +174,10 @@ def _load_table(path: Path, mapping: SourceMapping) -> tuple[pd.DataFrame, list[
             raise IngestError(
                 f"{path}: not a JSON list of {{uuid, Readings: [[time, value], ...]}}: {exc}"
             ) from exc
-        table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
-            columns=["uuid", "time", "value"]
+        table = (
+            pd.concat(frames, ignore_index=True)
+            if frames
+            else pd.DataFrame(columns=["uuid", "time", "value"])
         )
         names = list(table.columns)
         table.columns = range(table.shape[1])
@@ -207,8 +211,9 @@ def _load_table(path: Path, mapping: SourceMapping) -> tuple[pd.DataFrame, list[
             low_memory=False,
         )
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
-        raise IngestError(f"{path}: cannot parse as {mapping.format} "
-                          f"(delimiter {mapping.delimiter!r}): {exc}") from exc
+        raise IngestError(
+            f"{path}: cannot parse as {mapping.format} (delimiter {mapping.delimiter!r}): {exc}"
+        ) from exc
     except pd.errors.EmptyDataError:
         table = pd.DataFrame(columns=range(len(names or [])))
     if table.shape[1] <= expected:
@@ -221,20 +226,34 @@ def _load_table(path: Path, mapping: SourceMapping) -> tuple[pd.DataFrame, list[
     return table, names
 
 
-def _wide_rows(table: pd.DataFrame, names: list[str] | None, times: pd.DatetimeIndex,
-               keep: np.ndarray, mapping: SourceMapping, path: Path,
-               report: SourceReport, used: set[int]) -> list[pd.DataFrame]:
+def _wide_rows(
+    table: pd.DataFrame,
+    names: list[str] | None,
+    times: pd.DatetimeIndex,
+    keep: np.ndarray,
+    mapping: SourceMapping,
+    path: Path,
+    report: SourceReport,
+    used: set[int],
+) -> list[pd.DataFrame]:
     entity_pos = (
         _positions(names, mapping.entity_column, path, "entity column")
-        if mapping.entity_column else None
+        if mapping.entity_column
+        else None
     )
     columns: list[tuple[ColumnMap, int]] = []
     if mapping.columns:
         for cmap in mapping.columns:
-            pos = cmap.index if cmap.index is not None else _positions(
-                names, cmap.column or "", path, "column")
-            if cmap.index is not None and cmap.column is not None and names is not None and (
-                pos >= len(names) or names[pos] != cmap.column
+            pos = (
+                cmap.index
+                if cmap.index is not None
+                else _positions(names, cmap.column or "", path, "column")
+            )
+            if (
+                cmap.index is not None
+                and cmap.column is not None
+                and names is not None
+                and (pos >= len(names) or names[pos] != cmap.column)
             ):
                 found = names[pos] if pos < len(names) else "<none>"
                 raise IngestError(
@@ -246,10 +265,12 @@ def _wide_rows(table: pd.DataFrame, names: list[str] | None, times: pd.DatetimeI
         if names is None:
             raise IngestError(f"{path}: no header and no column mapping: cannot name sensors")
         skip = used | ({entity_pos} if entity_pos is not None else set())
-        columns = [(ColumnMap(sensor=names[i], index=i), i)
-                   for i in range(table.shape[1]) if i not in skip]
-    mapped = {pos for _, pos in columns} | used | (
-        {entity_pos} if entity_pos is not None else set())
+        columns = [
+            (ColumnMap(sensor=names[i], index=i), i) for i in range(table.shape[1]) if i not in skip
+        ]
+    mapped = (
+        {pos for _, pos in columns} | used | ({entity_pos} if entity_pos is not None else set())
+    )
     if names is not None:
         for i, name in enumerate(names):
             label = name or f"<column {i}>"
@@ -258,7 +279,8 @@ def _wide_rows(table: pd.DataFrame, names: list[str] | None, times: pd.DatetimeI
 
     kept_times = times[keep]
     entity_values = (
-        table.iloc[:, entity_pos].astype("string").to_numpy()[keep] if entity_pos is not None
+        table.iloc[:, entity_pos].astype("string").to_numpy()[keep]
+        if entity_pos is not None
         else None
     )
     pieces = []
@@ -281,8 +303,9 @@ def _wide_rows(table: pd.DataFrame, names: list[str] | None, times: pd.DatetimeI
             pd.DataFrame(
                 {
                     "time": kept_times[present],
-                    "entity": entity_values[present] if entity_values is not None and not
-                    cmap.entity else entity,
+                    "entity": entity_values[present]
+                    if entity_values is not None and not cmap.entity
+                    else entity,
                     "sensor": cmap.sensor,
                     "value": values[present],
                 }
@@ -291,14 +314,21 @@ def _wide_rows(table: pd.DataFrame, names: list[str] | None, times: pd.DatetimeI
     return pieces
 
 
-def _long_rows(table: pd.DataFrame, names: list[str] | None, times: pd.DatetimeIndex,
-               keep: np.ndarray, mapping: SourceMapping, path: Path,
-               report: SourceReport) -> list[pd.DataFrame]:
+def _long_rows(
+    table: pd.DataFrame,
+    names: list[str] | None,
+    times: pd.DatetimeIndex,
+    keep: np.ndarray,
+    mapping: SourceMapping,
+    path: Path,
+    report: SourceReport,
+) -> list[pd.DataFrame]:
     sensor_pos = _positions(names, mapping.sensor_column or "", path, "sensor column")
     value_pos = _positions(names, mapping.value_column or "", path, "value column")
     entity_pos = (
         _positions(names, mapping.entity_column, path, "entity column")
-        if mapping.entity_column else None
+        if mapping.entity_column
+        else None
     )
     sensors = table.iloc[:, sensor_pos].astype("string").to_numpy()[keep]
     values, bad = _to_numeric(table.iloc[:, value_pos], mapping.decimal)
@@ -307,8 +337,11 @@ def _long_rows(table: pd.DataFrame, names: list[str] | None, times: pd.DatetimeI
     frame = pd.DataFrame(
         {
             "time": times[keep],
-            "entity": (table.iloc[:, entity_pos].astype("string").to_numpy()[keep]
-                       if entity_pos is not None else mapping.entity),
+            "entity": (
+                table.iloc[:, entity_pos].astype("string").to_numpy()[keep]
+                if entity_pos is not None
+                else mapping.entity
+            ),
             "source_sensor": sensors,
             "value": values[keep],
         }
@@ -332,8 +365,9 @@ def _long_rows(table: pd.DataFrame, names: list[str] | None, times: pd.DatetimeI
     return [frame[frame["value"].notna()]]
 
 
-def resolve_duplicates(frame: pd.DataFrame, *, source: str, policy: OnDuplicate,
-                       report: SourceReport) -> pd.DataFrame:
+def resolve_duplicates(
+    frame: pd.DataFrame, *, source: str, policy: OnDuplicate, report: SourceReport
+) -> pd.DataFrame:
     """Apply a source's duplicate policy to rows sharing (entity, sensor, time).
 
     ``"error"`` names the first duplicate; ``"mean"``, ``"first"`` and ``"last"`` merge them
@@ -355,9 +389,14 @@ def resolve_duplicates(frame: pd.DataFrame, *, source: str, policy: OnDuplicate,
     return getattr(grouped, policy)().reset_index()
 
 
-def read_source(mapping: SourceMapping, root: str | Path, *,
-                start: pd.Timestamp | None = None, end: pd.Timestamp | None = None,
-                progress: Progress | None = None) -> IngestResult:
+def read_source(
+    mapping: SourceMapping,
+    root: str | Path,
+    *,
+    start: pd.Timestamp | None = None,
+    end: pd.Timestamp | None = None,
+    progress: Progress | None = None,
+) -> IngestResult:
     """Read every file of one source into canonical long rows within [start, end) UTC.
 
     Rows come back sorted by (entity, sensor, time); values are float64; missing values are
@@ -369,8 +408,7 @@ def read_source(mapping: SourceMapping, root: str | Path, *,
     pieces: list[pd.DataFrame] = []
     for done, path in enumerate(files):
         table, names = _load_table(path, mapping)
-        report.files.append(str(path.relative_to(root)) if path.is_relative_to(root)
-                            else str(path))
+        report.files.append(str(path.relative_to(root)) if path.is_relative_to(root) else str(path))
         report.rows_read += len(table)
         time_refs = mapping.time.columns
         if mapping.format == "json-readings":
@@ -380,9 +418,13 @@ def read_source(mapping: SourceMapping, root: str | Path, *,
             continue
         naive = _parse_times(table, positions, mapping, path)
         if naive.tz is None:
-            local = localise_to_utc(naive, timezone=mapping.time.timezone,
-                                    ambiguous=mapping.time.ambiguous,
-                                    nonexistent=mapping.time.nonexistent, where=str(path))
+            local = localise_to_utc(
+                naive,
+                timezone=mapping.time.timezone,
+                ambiguous=mapping.time.ambiguous,
+                nonexistent=mapping.time.nonexistent,
+                where=str(path),
+            )
             times = local.utc
             report.dropped_nonexistent += local.dropped_nonexistent
             report.dropped_ambiguous += local.dropped_ambiguous
@@ -395,26 +437,28 @@ def read_source(mapping: SourceMapping, root: str | Path, *,
             keep &= np.asarray(times < end)
         if mapping.layout == "long" or mapping.format == "json-readings":
             if mapping.format == "json-readings":
-                mapping = mapping.model_copy(update={"sensor_column": "uuid",
-                                                     "value_column": "value"})
+                mapping = mapping.model_copy(
+                    update={"sensor_column": "uuid", "value_column": "value"}
+                )
             pieces += _long_rows(table, names, times, keep, mapping, path, report)
         else:
-            pieces += _wide_rows(table, names, times, keep, mapping, path, report,
-                                 set(positions))
+            pieces += _wide_rows(table, names, times, keep, mapping, path, report, set(positions))
         if progress is not None:
             progress(done + 1, len(files), f"{mapping.name}: {path.name}")
 
     frame = pd.concat(pieces, ignore_index=True) if pieces else empty_long()
     frame = frame[["time", "entity", "sensor", "value"]]
-    frame = resolve_duplicates(frame, source=mapping.name, policy=mapping.on_duplicate,
-                               report=report)
+    frame = resolve_duplicates(
+        frame, source=mapping.name, policy=mapping.on_duplicate, report=report
+    )
     return finish_long(frame, source=mapping.name, report=report)
 
 
 def finish_long(frame: pd.DataFrame, *, source: str, report: SourceReport) -> IngestResult:
     """Canonical dtypes and order of long rows, and the report's counts (every reader ends here)."""
     frame = frame[["time", "entity", "sensor", "value"]].astype(
-        {"entity": "string", "sensor": "string", "value": "float64"})
+        {"entity": "string", "sensor": "string", "value": "float64"}
+    )
     frame["time"] = frame["time"].astype("datetime64[us, UTC]")
     frame["source"] = pd.Series(source, index=frame.index, dtype="string")
     frame = frame.sort_values(["entity", "sensor", "time"], kind="stable").reset_index(drop=True)
@@ -427,10 +471,15 @@ def finish_long(frame: pd.DataFrame, *, source: str, report: SourceReport) -> In
     return IngestResult(frame=frame[LONG_COLUMNS], report=report)
 
 
-def read_mapping(mapping: MappingFile, root: str | Path, *,
-                 start: pd.Timestamp | None = None, end: pd.Timestamp | None = None,
-                 sources: Sequence[str] | None = None,
-                 progress: Progress | None = None) -> list[IngestResult]:
+def read_mapping(
+    mapping: MappingFile,
+    root: str | Path,
+    *,
+    start: pd.Timestamp | None = None,
+    end: pd.Timestamp | None = None,
+    sources: Sequence[str] | None = None,
+    progress: Progress | None = None,
+) -> list[IngestResult]:
     """Read several sources of one mapping file (optionally only the named ones)."""
     chosen = mapping.sources
     if sources is not None:

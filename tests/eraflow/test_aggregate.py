@@ -13,13 +13,18 @@ from eraflow.errors import ConfigError, DataError
 T0 = pd.Timestamp("2024-01-01", tz="UTC")
 
 
-def long(sensor: str, minutes: list[int], values: list[float], entity: str = "e",
-         source: str = "s") -> pd.DataFrame:
-    return pd.DataFrame({
-        "time": [T0 + pd.Timedelta(minutes=m) for m in minutes],
-        "entity": entity, "sensor": sensor, "value": np.asarray(values, dtype=float),
-        "source": source,
-    })
+def long(
+    sensor: str, minutes: list[int], values: list[float], entity: str = "e", source: str = "s"
+) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "time": [T0 + pd.Timedelta(minutes=m) for m in minutes],
+            "entity": entity,
+            "sensor": sensor,
+            "value": np.asarray(values, dtype=float),
+            "source": source,
+        }
+    )
 
 
 def test_continuous_mean_binary_max_categorical_last() -> None:
@@ -61,8 +66,7 @@ def test_out_of_range_values_are_dropped_and_counted() -> None:
     result = aggregate([frame], load_catalogue(), start=T0, end=T0 + pd.Timedelta("10min"))
     assert result.grid["co2_ppm"].tolist()[0] == 400.0
     assert np.isnan(result.grid["co2_ppm"].iloc[1])
-    assert result.report.per_sensor.set_index("sensor").loc["co2_ppm",
-                                                            "dropped_out_of_range"] == 2
+    assert result.report.per_sensor.set_index("sensor").loc["co2_ppm", "dropped_out_of_range"] == 2
 
 
 def test_entities_are_kept_apart_on_their_own_grid() -> None:
@@ -97,8 +101,9 @@ def test_bad_input() -> None:
     with pytest.raises(DataError, match=r"lack column\(s\) \['sensor'\]"):
         aggregate([long("x", [0], [1.0]).drop(columns="sensor")], cat)
     with pytest.raises(DataError, match="empty range"):
-        aggregate([long("x", [0], [1.0])], cat, start=T0 + pd.Timedelta("1D"),
-                  end=T0 + pd.Timedelta("2D"))
+        aggregate(
+            [long("x", [0], [1.0])], cat, start=T0 + pd.Timedelta("1D"), end=T0 + pd.Timedelta("2D")
+        )
     with pytest.raises(ConfigError, match="fixed positive duration"):
         aggregate([long("x", [0], [1.0])], cat, freq="1MS")
     with pytest.raises(DataError, match="valid range"):

@@ -20,8 +20,13 @@ def test_packaged_catalogue() -> None:
     assert cat.get("energy_price_eur_mwh").fill_method == "ffill"
     assert air.max_fill_gap == timedelta(minutes=30)
     assert "air_temp_c" in cat.key_sensors()
-    assert set(cat.to_frame()["kind"]) <= {"continuous", "binary", "categorical", "counter",
-                                           "price"}
+    assert set(cat.to_frame()["kind"]) <= {
+        "continuous",
+        "binary",
+        "categorical",
+        "counter",
+        "price",
+    }
 
 
 def test_unknown_sensor_gets_a_conservative_default() -> None:
@@ -32,8 +37,11 @@ def test_unknown_sensor_gets_a_conservative_default() -> None:
 
 def test_user_file_overrides_fields_and_adds_sensors(tmp_path: Path) -> None:
     user = tmp_path / "site.toml"
-    user.write_text('[co2_ppm]\nvalid_max = 2000.0\n\n[leaf_wetness]\nkind = "continuous"\n'
-                    'valid_min = 0\nvalid_max = 1\nmax_fill_gap = "10min"\n', encoding="utf-8")
+    user.write_text(
+        '[co2_ppm]\nvalid_max = 2000.0\n\n[leaf_wetness]\nkind = "continuous"\n'
+        'valid_min = 0\nvalid_max = 1\nmax_fill_gap = "10min"\n',
+        encoding="utf-8",
+    )
     cat = load_catalogue(user)
     co2 = cat.get("co2_ppm")
     assert co2.valid_max == 2000.0 and co2.valid_min == 150.0  # only the named field changed

@@ -31,10 +31,12 @@ def year(greenhouse_dir: Path) -> dict[str, pd.DataFrame]:
     return {entity: values for entity, (values, _) in entity_frames(grid).items()}
 
 
-@pytest.mark.parametrize(("entity", "method"),
-                         [("kj_no3", "pelt"), ("kj_no3", "bocpd"), ("kj_no4", "pelt")])
-def test_real_year_counts_in_range_and_nested(year: dict[str, pd.DataFrame], entity: str,
-                                              method: str) -> None:
+@pytest.mark.parametrize(
+    ("entity", "method"), [("kj_no3", "pelt"), ("kj_no3", "bocpd"), ("kj_no4", "pelt")]
+)
+def test_real_year_counts_in_range_and_nested(
+    year: dict[str, pd.DataFrame], entity: str, method: str
+) -> None:
     values = year[entity]
     assert len(values) > 100_000
     with warnings.catch_warnings():

@@ -56,8 +56,17 @@ def test_steady_operation_gives_one_coarse_era() -> None:
 def test_stationary_noise_is_one_era_at_every_level() -> None:
     rng = np.random.default_rng(0)
     index = pd.date_range("2024-01-01", periods=14 * 288, freq="5min", tz="UTC", name="time")
-    values = pd.DataFrame({name: rng.normal(loc, scale, len(index)) for name, loc, scale in
-                           [("air_temp_c", 20, 0.5), ("co2_ppm", 600, 30),
-                            ("rh_percent", 80, 3), ("pipe_temp_1_c", 45, 2)]}, index=index)
+    values = pd.DataFrame(
+        {
+            name: rng.normal(loc, scale, len(index))
+            for name, loc, scale in [
+                ("air_temp_c", 20, 0.5),
+                ("co2_ppm", 600, 30),
+                ("rh_percent", 80, 3),
+                ("pipe_temp_1_c", 45, 2),
+            ]
+        },
+        index=index,
+    )
     eras = detect_eras(values, entity="noise")
     assert eras.groupby("level").size().to_dict() == {"A": 1, "B": 1, "C": 1}

@@ -52,8 +52,9 @@ def test_limit_scales_with_the_grid_step() -> None:
 
 def test_binary_sensor_is_carried_forward() -> None:
     # lamp_status: binary, 15 min = 3 rows, forward fill (never a 0.5 lamp).
-    result = gap_fill(grid(lamp_status=[1.0, NAN, NAN, 0.0, NAN, NAN, NAN, NAN, 1.0]),
-                      load_catalogue())
+    result = gap_fill(
+        grid(lamp_status=[1.0, NAN, NAN, 0.0, NAN, NAN, NAN, NAN, 1.0]), load_catalogue()
+    )
     got = result.grid["lamp_status"].tolist()
     assert got[:4] == [1.0, 1.0, 1.0, 0.0]
     assert all(np.isnan(got[4:8]))
@@ -66,8 +67,7 @@ def test_edges_are_never_extrapolated() -> None:
 
 
 def test_all_nan_sensor_is_reported_not_an_error() -> None:
-    result = gap_fill(grid(air_temp_c=[1.0, 2.0, 3.0], co2_ppm=[NAN, NAN, NAN]),
-                      load_catalogue())
+    result = gap_fill(grid(air_temp_c=[1.0, 2.0, 3.0], co2_ppm=[NAN, NAN, NAN]), load_catalogue())
     cov = result.coverage.set_index("sensor")
     assert bool(cov.loc["co2_ppm", "all_missing"])
     assert cov.loc["co2_ppm", "missing_share"] == 1.0
@@ -101,8 +101,18 @@ def test_entities_are_filled_separately() -> None:
 
 def test_fillable_runs() -> None:
     missing = np.array([True, False, True, True, False, True, True, True, False, True])
-    assert fillable(missing, 2).tolist() == [False, False, True, True, False, False, False,
-                                             False, False, False]
+    assert fillable(missing, 2).tolist() == [
+        False,
+        False,
+        True,
+        True,
+        False,
+        False,
+        False,
+        False,
+        False,
+        False,
+    ]
     out, mask = fill_series(np.array([1.0, NAN, 3.0]), max_rows=0, method="linear")
     assert np.isnan(out[1]) and not mask.any()
 
@@ -110,8 +120,7 @@ def test_fillable_runs() -> None:
 def test_bad_grids() -> None:
     cat = load_catalogue()
     with pytest.raises(DataError, match="not regular"):
-        gap_fill(grid(air_temp_c=[1.0, 2.0]).assign(
-            time=[T0, T0 + pd.Timedelta("7min")]), cat)
+        gap_fill(grid(air_temp_c=[1.0, 2.0]).assign(time=[T0, T0 + pd.Timedelta("7min")]), cat)
     g = grid(air_temp_c=[1.0, 2.0])
     with pytest.raises(DataError, match="duplicate"):
         gap_fill(pd.concat([g, g]), cat)

@@ -14,8 +14,12 @@ from eraflow.ingest.mapping import SourceMapping
 
 
 def mapping(**fields: object) -> SourceMapping:
-    base: dict[str, object] = {"name": "src", "files": ["data.csv"], "entity": "house",
-                               "time": {"columns": ["time"]}}
+    base: dict[str, object] = {
+        "name": "src",
+        "files": ["data.csv"],
+        "entity": "house",
+        "time": {"columns": ["time"]},
+    }
     base.update(fields)
     return parse_mapping({"sources": [base]}).sources[0]
 
@@ -27,29 +31,43 @@ def write(tmp_path: Path, text: str, name: str = "data.csv") -> Path:
 
 
 def test_wide_csv_identity_mapping(tmp_path: Path) -> None:
-    write(tmp_path, "time,air_temp_c,co2_ppm\n2024-01-01 00:00,20.5,410\n"
-                    "2024-01-01 00:05,,415\n2024-01-01 00:10,21.0,\n")
+    write(
+        tmp_path,
+        "time,air_temp_c,co2_ppm\n2024-01-01 00:00,20.5,410\n"
+        "2024-01-01 00:05,,415\n2024-01-01 00:10,21.0,\n",
+    )
     result = read_source(mapping(), tmp_path)
     frame = result.frame
     assert list(frame.columns) == ["time", "entity", "sensor", "value", "source"]
     assert result.report.rows_read == 3
     assert result.report.values == 4  # two empty cells are absent rows
     air = frame[frame["sensor"] == "air_temp_c"]
-    assert air["time"].tolist() == [pd.Timestamp("2024-01-01 00:00", tz="UTC"),
-                                    pd.Timestamp("2024-01-01 00:10", tz="UTC")]
+    assert air["time"].tolist() == [
+        pd.Timestamp("2024-01-01 00:00", tz="UTC"),
+        pd.Timestamp("2024-01-01 00:10", tz="UTC"),
+    ]
     assert air["value"].tolist() == [20.5, 21.0]
 
 
 def test_knudjepsen_style_file_with_num_error(tmp_path: Path) -> None:
     # The Knud Jepsen layout: ';', three header rows, decimal comma, quoted local times, #NUM!.
-    write(tmp_path, '"";"mål temp";"CO2"\r\n"";"NORRING:Afd 3";"NORRING:Afd 3"\r\n'
-                    '"";"°C";"ppm"\r\n'
-                    '"07-01-2016 00:00:00";20,3;#NUM!\r\n"07-01-2016 00:05:00";"";412,5\r\n')
-    m = mapping(delimiter=";", decimal=",", header_rows=3, na_values=["", "#NUM!"],
-                time={"columns": [0], "format": "%d-%m-%Y %H:%M:%S",
-                      "timezone": "Europe/Copenhagen"},
-                columns=[{"index": 1, "column": "mål temp", "sensor": "air_temp_c"},
-                         {"index": 2, "sensor": "co2_ppm"}])
+    write(
+        tmp_path,
+        '"";"mål temp";"CO2"\r\n"";"NORRING:Afd 3";"NORRING:Afd 3"\r\n'
+        '"";"°C";"ppm"\r\n'
+        '"07-01-2016 00:00:00";20,3;#NUM!\r\n"07-01-2016 00:05:00";"";412,5\r\n',
+    )
+    m = mapping(
+        delimiter=";",
+        decimal=",",
+        header_rows=3,
+        na_values=["", "#NUM!"],
+        time={"columns": [0], "format": "%d-%m-%Y %H:%M:%S", "timezone": "Europe/Copenhagen"},
+        columns=[
+            {"index": 1, "column": "mål temp", "sensor": "air_temp_c"},
+            {"index": 2, "sensor": "co2_ppm"},
+        ],
+    )
     frame = read_source(m, tmp_path).frame.set_index(["sensor", "time"])["value"]
     # CET (UTC+1) in January; #NUM! and the empty cell are missing values, not errors.
     assert frame[("air_temp_c", pd.Timestamp("2016-01-06 23:00", tz="UTC"))] == 20.3
@@ -58,11 +76,20 @@ def test_knudjepsen_style_file_with_num_error(tmp_path: Path) -> None:
 
 
 def test_long_csv_with_sensor_mapping(tmp_path: Path) -> None:
-    write(tmp_path, "ts,gh,name,val\n2024-01-01T00:00:00Z,a,T,20\n2024-01-01T00:00:00Z,b,T,18\n"
-                    "2024-01-01T00:00:00Z,a,junk,1\n")
-    m = mapping(layout="long", entity=None, entity_column="gh", sensor_column="name",
-                value_column="val", time={"columns": ["ts"]},
-                columns=[{"column": "T", "sensor": "air_temp_c"}])
+    write(
+        tmp_path,
+        "ts,gh,name,val\n2024-01-01T00:00:00Z,a,T,20\n2024-01-01T00:00:00Z,b,T,18\n"
+        "2024-01-01T00:00:00Z,a,junk,1\n",
+    )
+    m = mapping(
+        layout="long",
+        entity=None,
+        entity_column="gh",
+        sensor_column="name",
+        value_column="val",
+        time={"columns": ["ts"]},
+        columns=[{"column": "T", "sensor": "air_temp_c"}],
+    )
     result = read_source(m, tmp_path)
     assert result.report.unmapped_columns == ["junk"]
     got = result.frame.set_index("entity")["value"].to_dict()
@@ -73,7 +100,8 @@ def test_long_csv_with_sensor_mapping(tmp_path: Path) -> None:
 def test_parquet_wide_source(tmp_path: Path) -> None:
     times = pd.date_range("2024-01-01", periods=4, freq="5min", tz="UTC")
     pd.DataFrame({"time": times, "rh_percent": [70.0, np.nan, 72.0, 73.0]}).to_parquet(
-        tmp_path / "x.parquet")
+        tmp_path / "x.parquet"
+    )
     m = mapping(files=["*.parquet"], format="parquet")
     frame = read_source(m, tmp_path).frame
     assert frame["value"].tolist() == [70.0, 72.0, 73.0]
@@ -82,15 +110,20 @@ def test_parquet_wide_source(tmp_path: Path) -> None:
 
 def test_range_filter_is_half_open(tmp_path: Path) -> None:
     write(tmp_path, "time,x\n2024-01-01 00:00,1\n2024-01-01 00:05,2\n2024-01-01 00:10,3\n")
-    frame = read_source(mapping(), tmp_path, start=pd.Timestamp("2024-01-01 00:05", tz="UTC"),
-                        end=pd.Timestamp("2024-01-01 00:10", tz="UTC")).frame
+    frame = read_source(
+        mapping(),
+        tmp_path,
+        start=pd.Timestamp("2024-01-01 00:05", tz="UTC"),
+        end=pd.Timestamp("2024-01-01 00:10", tz="UTC"),
+    ).frame
     assert frame["value"].tolist() == [2.0]
 
 
 def test_scale_and_offset(tmp_path: Path) -> None:
     write(tmp_path, "time,tempF\n2024-01-01 00:00,212\n")
-    m = mapping(columns=[{"column": "tempF", "sensor": "air_temp_c", "scale": 5 / 9,
-                          "offset": -160 / 9}])
+    m = mapping(
+        columns=[{"column": "tempF", "sensor": "air_temp_c", "scale": 5 / 9, "offset": -160 / 9}]
+    )
     assert read_source(m, tmp_path).frame["value"].iloc[0] == pytest.approx(100.0)
 
 
@@ -192,14 +225,25 @@ def test_mapping_validation_messages(tmp_path: Path) -> None:
 
 
 def test_json_readings(tmp_path: Path) -> None:
-    write(tmp_path, '[{"uuid": "u1", "Readings": [[1704067200000, 1.5], [1704067500000, 2.5]]}]',
-          "s.json")
-    m = mapping(files=["s.json"], format="json-readings", layout="long", sensor_column="uuid",
-                value_column="value", time={"columns": ["time"], "unit": "ms"},
-                columns=[{"column": "u1", "sensor": "radiation_w_m2"}])
+    write(
+        tmp_path,
+        '[{"uuid": "u1", "Readings": [[1704067200000, 1.5], [1704067500000, 2.5]]}]',
+        "s.json",
+    )
+    m = mapping(
+        files=["s.json"],
+        format="json-readings",
+        layout="long",
+        sensor_column="uuid",
+        value_column="value",
+        time={"columns": ["time"], "unit": "ms"},
+        columns=[{"column": "u1", "sensor": "radiation_w_m2"}],
+    )
     frame = read_source(m, tmp_path).frame
-    assert frame["time"].tolist() == [pd.Timestamp("2024-01-01 00:00", tz="UTC"),
-                                      pd.Timestamp("2024-01-01 00:05", tz="UTC")]
+    assert frame["time"].tolist() == [
+        pd.Timestamp("2024-01-01 00:00", tz="UTC"),
+        pd.Timestamp("2024-01-01 00:05", tz="UTC"),
+    ]
     assert frame["value"].tolist() == [1.5, 2.5]
     write(tmp_path, '{"not": "a list"}', "s.json")
     with pytest.raises(IngestError, match="not a JSON list"):

@@ -59,10 +59,18 @@ def test_knudjepsen_row_counts_and_range(knudjepsen: dict[str, IngestResult]) ->
 def test_knudjepsen_first_rows_by_hand(knudjepsen: dict[str, IngestResult]) -> None:
     no3 = knudjepsen["kj_no3_climate"]
     # "07-09-2015 00:00:00";20,3;8,42;0;0;96,9;100;0;3,12;43,19;31,19
-    expected = {"air_temp_c": 20.3, "outside_temp_c": 8.42, "radiation_w_m2": 0.0,
-                "co2_ppm": 0.0, "curtain_1_percent": 96.9, "curtain_2_percent": 100.0,
-                "lamp_status": 0.0, "humidity_deficit_g_m3": 3.12, "pipe_temp_1_c": 43.19,
-                "pipe_temp_2_c": 31.19}
+    expected = {
+        "air_temp_c": 20.3,
+        "outside_temp_c": 8.42,
+        "radiation_w_m2": 0.0,
+        "co2_ppm": 0.0,
+        "curtain_1_percent": 96.9,
+        "curtain_2_percent": 100.0,
+        "lamp_status": 0.0,
+        "humidity_deficit_g_m3": 3.12,
+        "pipe_temp_1_c": 43.19,
+        "pipe_temp_2_c": 31.19,
+    }
     for sensor, value in expected.items():
         assert value_at(no3, sensor, "2015-09-06 22:00") == pytest.approx(value, abs=1e-12)
     # "07-09-2015 00:05:00";20,3;8,4;0;0;96,9;100;0;3,1;43,81;31
@@ -80,7 +88,7 @@ def test_knudjepsen_dst_spring_forward(knudjepsen: dict[str, IngestResult]) -> N
     # 03:00 CEST = 01:00 UTC (20,69). In UTC the series is continuous.
     assert air.loc[utc("2016-03-27 00:55"), "value"] == pytest.approx(20.51)
     assert air.loc[utc("2016-03-27 01:00"), "value"] == pytest.approx(20.69)
-    window = air.loc[utc("2016-03-26 23:00"):utc("2016-03-27 03:00")].index
+    window = air.loc[utc("2016-03-26 23:00") : utc("2016-03-27 03:00")].index
     assert (window[1:] - window[:-1] == pd.Timedelta("5min")).all()
 
 
@@ -90,7 +98,7 @@ def test_knudjepsen_dst_fall_back(knudjepsen: dict[str, IngestResult]) -> None:
     # 03:05 -> 22,11). The single 02:xx hour could be either clock: it is dropped, not guessed.
     assert air.loc[utc("2015-10-24 23:55"), "value"] == pytest.approx(22.2)
     assert air.loc[utc("2015-10-25 02:05"), "value"] == pytest.approx(22.11)
-    inside = air.loc[utc("2015-10-25 00:00"):utc("2015-10-25 01:55")]
+    inside = air.loc[utc("2015-10-25 00:00") : utc("2015-10-25 01:55")]
     assert inside.empty
 
 
@@ -115,10 +123,13 @@ def test_knudjepsen_merge_keeps_every_value(knudjepsen: dict[str, IngestResult])
                 np.testing.assert_array_equal(merged.to_numpy(), rows["value"].to_numpy())
     # The shared sensor is the mean of both sources where both have it.
     both = climate[climate["sensor"] == "humidity_deficit_g_m3"].merge(
-        extra[extra["sensor"] == "humidity_deficit_g_m3"], on="time")
+        extra[extra["sensor"] == "humidity_deficit_g_m3"], on="time"
+    )
     both = both[(both["time"] >= start) & (both["time"] < end)]
-    np.testing.assert_allclose(grid.loc[both["time"], "humidity_deficit_g_m3"].to_numpy(),
-                               (both["value_x"] + both["value_y"]).to_numpy() / 2)
+    np.testing.assert_allclose(
+        grid.loc[both["time"], "humidity_deficit_g_m3"].to_numpy(),
+        (both["value_x"] + both["value_y"]).to_numpy() / 2,
+    )
     # Columns unique to each source are all present on the same rows.
     assert {"air_temp_c", "rh_percent", "vent_lee_percent", "pipe_temp_1_c"} <= set(grid.columns)
 
@@ -130,8 +141,10 @@ def test_knudjepsen_extra_splits_compartments(knudjepsen: dict[str, IngestResult
     assert value_at(extra, "rh_percent", "2015-09-07 22:00", "kj_no4") == 81.0
     assert value_at(extra, "humidity_deficit_g_m3", "2015-09-07 22:00", "kj_no4") == 3.5
     lamps = knudjepsen["kj_lamps"]
-    assert set(lamps.frame.query("entity == 'kj_no4'")["sensor"]) == {"lamp_group_1",
-                                                                      "lamp_group_2"}
+    assert set(lamps.frame.query("entity == 'kj_no4'")["sensor"]) == {
+        "lamp_group_1",
+        "lamp_group_2",
+    }
 
 
 def test_aarslev_cells_with_a_real_dst_gap(aarslev: dict[str, IngestResult]) -> None:

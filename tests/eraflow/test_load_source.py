@@ -36,8 +36,11 @@ def kj_slice(greenhouse_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     with source.open("rb") as handle:
         head = b"".join(handle.readline() for _ in range(LINES))
     (root / "NO3_LAMPEGRP_1.csv").write_bytes(head)
-    preset = resources.files("eraflow.ingest").joinpath("presets/knudjepsen.toml").read_text(
-        encoding="utf-8")
+    preset = (
+        resources.files("eraflow.ingest")
+        .joinpath("presets/knudjepsen.toml")
+        .read_text(encoding="utf-8")
+    )
     blocks = preset.split("[[sources]]")
     no3 = next(b for b in blocks[1:] if 'name = "kj_no3_climate"' in b)
     mapping = root / "kj_no3.toml"
@@ -52,8 +55,8 @@ def _run(root: Path, mapping: Path, dsn: str, *extra: str) -> int:
 @pytest.mark.realdata
 @pytest.mark.parametrize("layout", ["wide", "long"])
 def test_load_reads_back_like_the_file_reader_and_reloads_idempotently(
-        kj_slice: tuple[Path, Path], dsn: str, layout: str,
-        capsys: pytest.CaptureFixture[str]) -> None:
+    kj_slice: tuple[Path, Path], dsn: str, layout: str, capsys: pytest.CaptureFixture[str]
+) -> None:
     root, mapping = kj_slice
     table = f"kj_{layout}"
     assert _run(root, mapping, dsn, "--table", table, "--layout", layout) == 0
@@ -61,8 +64,11 @@ def test_load_reads_back_like_the_file_reader_and_reloads_idempotently(
     assert first.startswith("loaded ") and f"into {table}" in first
 
     files = read_mapping(load_mapping(mapping), root)[0].frame
-    config = (PostgresSourceConfig(table=table, name="kj_no3_climate") if layout == "wide" else
-              PostgresSourceConfig(table=table, name="kj_no3_climate", layout="long"))
+    config = (
+        PostgresSourceConfig(table=table, name="kj_no3_climate")
+        if layout == "wide"
+        else PostgresSourceConfig(table=table, name="kj_no3_climate", layout="long")
+    )
     back = read_postgres(config, dsn).frame
     pd.testing.assert_frame_equal(back, files, check_dtype=False)
     # spot values straight from the export (3rd data line: 07-09-2015 00:10 local = 22:10 UTC)
@@ -73,13 +79,15 @@ def test_load_reads_back_like_the_file_reader_and_reloads_idempotently(
     assert spot.loc[("co2_ppm", at)] == float(line[4].replace(",", "."))
 
     with psycopg.connect(dsn) as conn:
-        count = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(
-            sql.Identifier(table))).fetchone()
+        count = conn.execute(
+            sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))
+        ).fetchone()
     assert _run(root, mapping, dsn, "--table", table, "--layout", layout) == 0
     assert capsys.readouterr().out.strip().splitlines()[-1] == first
     with psycopg.connect(dsn) as conn:
-        again = conn.execute(sql.SQL("SELECT count(*) FROM {}").format(
-            sql.Identifier(table))).fetchone()
+        again = conn.execute(
+            sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(table))
+        ).fetchone()
     assert again == count
     pd.testing.assert_frame_equal(read_postgres(config, dsn).frame, back)
 
@@ -87,22 +95,51 @@ def test_load_reads_back_like_the_file_reader_and_reloads_idempotently(
 @pytest.mark.realdata
 def test_a_range_loads_only_that_range(kj_slice: tuple[Path, Path], dsn: str) -> None:
     root, mapping = kj_slice
-    assert _run(root, mapping, dsn, "--table", "kj_day", "--start", "2015-09-07",
-                "--end", "2015-09-08") == 0
+    assert (
+        _run(
+            root, mapping, dsn, "--table", "kj_day", "--start", "2015-09-07", "--end", "2015-09-08"
+        )
+        == 0
+    )
     back = read_postgres(PostgresSourceConfig(table="kj_day"), dsn).frame
     assert back["time"].min() >= pd.Timestamp("2015-09-07", tz="UTC")
     assert back["time"].max() < pd.Timestamp("2015-09-08", tz="UTC")
 
 
-def test_bad_arguments_exit_with_a_message(tmp_path: Path, dsn: str,
-                                           capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["--mapping", "knudjepsen", "--data-root", str(tmp_path), "--dsn", dsn,
-                 "--table", "x; drop table y"]) == 1
+def test_bad_arguments_exit_with_a_message(
+    tmp_path: Path, dsn: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert (
+        main(
+            [
+                "--mapping",
+                "knudjepsen",
+                "--data-root",
+                str(tmp_path),
+                "--dsn",
+                dsn,
+                "--table",
+                "x; drop table y",
+            ]
+        )
+        == 1
+    )
     assert "schema.table" in capsys.readouterr().err
     assert main(["--mapping", "nope", "--data-root", str(tmp_path), "--dsn", dsn]) == 1
     assert "neither a preset" in capsys.readouterr().err
     secret = "hunter2-secret"
-    assert main(["--mapping", "knudjepsen", "--data-root", str(tmp_path), "--dsn",
-                 f"postgresql://postgres:{secret}@127.0.0.1:5432/x"]) == 1
+    assert (
+        main(
+            [
+                "--mapping",
+                "knudjepsen",
+                "--data-root",
+                str(tmp_path),
+                "--dsn",
+                f"postgresql://postgres:{secret}@127.0.0.1:5432/x",
+            ]
+        )
+        == 1
+    )
     err = capsys.readouterr().err
     assert "no file matches" in err and secret not in err

@@ -28,18 +28,30 @@ STEP = pd.Timedelta("5min")
 CAT = load_catalogue()
 
 
-def make_eras(rows: list[int], entity: str = "e", level: str = "A",
-              start: pd.Timestamp = T0) -> pd.DataFrame:
+def make_eras(
+    rows: list[int], entity: str = "e", level: str = "A", start: pd.Timestamp = T0
+) -> pd.DataFrame:
     """Back-to-back eras of the given row counts on a 5-minute grid, with stable ids."""
     bounds = start + STEP * np.concatenate([[0], np.cumsum(rows)])
-    frame = pd.DataFrame({"entity": entity, "level": level, "era_id": 0,
-                          "start": bounds[:-1], "end": bounds[1:], "rows": rows})
+    frame = pd.DataFrame(
+        {
+            "entity": entity,
+            "level": level,
+            "era_id": 0,
+            "start": bounds[:-1],
+            "end": bounds[1:],
+            "rows": rows,
+        }
+    )
     return assign_stable_era_ids(frame)
 
 
 def era_ids(batch: EraBatch, eras: pd.DataFrame) -> list[int]:
-    mask = ((eras["entity"] == batch.entity) & (eras["level"] == batch.level)
-            & eras["era_id"].between(batch.first_era_id, batch.last_era_id))
+    mask = (
+        (eras["entity"] == batch.entity)
+        & (eras["level"] == batch.level)
+        & eras["era_id"].between(batch.first_era_id, batch.last_era_id)
+    )
     return eras.loc[mask, "era_id"].tolist()
 
 
@@ -54,10 +66,15 @@ def one_batch(rows: int, entity: str = "e") -> EraBatch:
 
 # --- cost -----------------------------------------------------------------------------------
 
+
 def test_cost_is_rows_times_profile_weights() -> None:
-    cat = Catalogue({"t": SensorSpec(name="t", tsfresh_profile="efficient"),
-                     "o": SensorSpec(name="o", tsfresh_profile="minimal"),
-                     "c": SensorSpec(name="c", tsfresh_profile="comprehensive")})
+    cat = Catalogue(
+        {
+            "t": SensorSpec(name="t", tsfresh_profile="efficient"),
+            "o": SensorSpec(name="o", tsfresh_profile="minimal"),
+            "c": SensorSpec(name="c", tsfresh_profile="comprehensive"),
+        }
+    )
     batch = one_batch(1000)
     default = PlannerSettings()
     assert estimate_cost(batch, ["t", "o", "c"], catalogue=cat, settings=default) == 81_000
@@ -72,11 +89,14 @@ def test_cost_is_rows_times_profile_weights() -> None:
 def test_cost_with_the_packaged_catalogue() -> None:
     # air_temp_c is efficient (20), outside_temp_c and rain minimal (1 each)
     sensors = ["air_temp_c", "outside_temp_c", "rain"]
-    assert estimate_cost(one_batch(288), sensors, catalogue=CAT,
-                         settings=PlannerSettings()) == 288 * 22
+    assert (
+        estimate_cost(one_batch(288), sensors, catalogue=CAT, settings=PlannerSettings())
+        == 288 * 22
+    )
 
 
 # --- split_batch ----------------------------------------------------------------------------
+
 
 def test_split_balances_rows_with_the_fewest_parts() -> None:
     eras = make_eras([100, 100, 100, 100, 1])
@@ -85,10 +105,11 @@ def test_split_balances_rows_with_the_fewest_parts() -> None:
     # 2 parts are needed (401 rows, <= 300 each); greedy filling would give 300 + 101
     assert [(p.eras, p.rows) for p in parts] == [(2, 200), (3, 201)]
     ids = eras["era_id"].tolist()
-    assert [(p.first_era_id, p.last_era_id) for p in parts] == [(ids[0], ids[1]),
-                                                                (ids[2], ids[4])]
-    assert [(p.start, p.end) for p in parts] == [(T0, T0 + 200 * STEP),
-                                                 (T0 + 200 * STEP, T0 + 401 * STEP)]
+    assert [(p.first_era_id, p.last_era_id) for p in parts] == [(ids[0], ids[1]), (ids[2], ids[4])]
+    assert [(p.start, p.end) for p in parts] == [
+        (T0, T0 + 200 * STEP),
+        (T0 + 200 * STEP, T0 + 401 * STEP),
+    ]
     assert all(p.entity == "e" and p.level == "A" for p in parts)
 
 
@@ -137,6 +158,7 @@ def test_split_tiles_the_batch_within_max_cost(seed: int) -> None:
 
 # --- LPT ------------------------------------------------------------------------------------
 
+
 def brute_force_makespan(costs: list[float], workers: int) -> float:
     grid = np.array(list(itertools.product(range(workers), repeat=len(costs))))
     loads = np.stack([(grid == w) @ np.array(costs) for w in range(workers)], axis=1)
@@ -183,9 +205,9 @@ def test_lpt_is_within_the_list_scheduling_bound() -> None:
 
 # --- routing --------------------------------------------------------------------------------
 
+
 def gpu_settings(**values: object) -> PlannerSettings:
-    return PlannerSettings(**({"gpu_available": True, "gpu_workers": 1, "cpu_workers": 2}
-                              | values))
+    return PlannerSettings(**({"gpu_available": True, "gpu_workers": 1, "cpu_workers": 2} | values))
 
 
 def plan_one(batch: EraBatch, sensors: list[str], settings: PlannerSettings) -> Plan:
@@ -203,8 +225,13 @@ def test_gpu_threshold_is_inclusive() -> None:
 def test_no_gpu_pool_puts_everything_on_cpu() -> None:
     eras = pd.concat([make_eras([5000, 7000], entity=e) for e in ("a", "b")])
     batches = batches_from_eras(eras)
-    plan = plan_batches(batches, eras, {"a": ["air_temp_c"], "b": ["co2_ppm"]}, catalogue=CAT,
-                        settings=PlannerSettings(gpu_min_cost=0, cpu_workers=2))
+    plan = plan_batches(
+        batches,
+        eras,
+        {"a": ["air_temp_c"], "b": ["co2_ppm"]},
+        catalogue=CAT,
+        settings=PlannerSettings(gpu_min_cost=0, cpu_workers=2),
+    )
     assert {a.device for a in plan.assignments} == {"cpu"}
     assert all(a.reason == "no GPU pool (gpu_available=False)" for a in plan.assignments)
     assert set(plan.pools) == {"cpu"}
@@ -216,32 +243,46 @@ def test_sensors_not_suited_to_gpu_keep_a_batch_on_cpu() -> None:
     assert rain_only.device == "cpu" and "not GPU-suitable: rain" in rain_only.reason
     # rain and outside_temp_c weigh 1 each: the GPU-suitable share is exactly 0.5
     half = ["rain", "outside_temp_c"]
-    assert plan_one(batch, half, gpu_settings(gpu_min_cost=0, gpu_min_share=0.5)
-                    ).assignments[0].device == "gpu"
-    assert plan_one(batch, half, gpu_settings(gpu_min_cost=0, gpu_min_share=0.6)
-                    ).assignments[0].device == "cpu"
+    assert (
+        plan_one(batch, half, gpu_settings(gpu_min_cost=0, gpu_min_share=0.5)).assignments[0].device
+        == "gpu"
+    )
+    assert (
+        plan_one(batch, half, gpu_settings(gpu_min_cost=0, gpu_min_share=0.6)).assignments[0].device
+        == "cpu"
+    )
 
 
 # --- the whole plan -------------------------------------------------------------------------
 
+
 def random_eras(seed: int) -> tuple[pd.DataFrame, dict[str, list[str]]]:
     rng = random.Random(seed)
-    frames = [make_eras([rng.randint(20, 600) for _ in range(rng.randint(1, 25))],
-                        entity=entity, level=level)
-              for entity in ("north", "south", "west") for level in ("A", "B", "C")]
-    sensors = {"north": ["air_temp_c", "co2_ppm", "rain"], "south": ["outside_temp_c", "rain"],
-               "west": CAT.names}
+    frames = [
+        make_eras(
+            [rng.randint(20, 600) for _ in range(rng.randint(1, 25))], entity=entity, level=level
+        )
+        for entity in ("north", "south", "west")
+        for level in ("A", "B", "C")
+    ]
+    sensors = {
+        "north": ["air_temp_c", "co2_ppm", "rain"],
+        "south": ["outside_temp_c", "rain"],
+        "west": CAT.names,
+    }
     return pd.concat(frames, ignore_index=True), sensors
 
 
 @pytest.mark.parametrize("seed", range(5))
 def test_every_era_is_assigned_exactly_once(seed: int) -> None:
     eras, sensors = random_eras(seed)
-    settings = gpu_settings(gpu_workers=2, cpu_workers=3, gpu_min_cost=50_000,
-                            max_batch_cost=200_000)
+    settings = gpu_settings(
+        gpu_workers=2, cpu_workers=3, gpu_min_cost=50_000, max_batch_cost=200_000
+    )
     plan = plan_batches(batches_from_eras(eras), eras, sensors, catalogue=CAT, settings=settings)
-    assigned = [(a.batch.entity, a.batch.level, i)
-                for a in plan.assignments for i in era_ids(a.batch, eras)]
+    assigned = [
+        (a.batch.entity, a.batch.level, i) for a in plan.assignments for i in era_ids(a.batch, eras)
+    ]
     expected = list(eras[["entity", "level", "era_id"]].itertuples(index=False, name=None))
     assert sorted(assigned) == sorted(expected) and len(set(assigned)) == len(assigned)
     assert len(plan.assignments) > len(batches_from_eras(eras))  # some batches were split
@@ -257,8 +298,9 @@ def test_every_era_is_assigned_exactly_once(seed: int) -> None:
 
 def test_plan_is_deterministic_and_independent_of_input_order() -> None:
     eras, sensors = random_eras(3)
-    settings = gpu_settings(gpu_workers=2, cpu_workers=3, gpu_min_cost=50_000,
-                            max_batch_cost=200_000)
+    settings = gpu_settings(
+        gpu_workers=2, cpu_workers=3, gpu_min_cost=50_000, max_batch_cost=200_000
+    )
     batches = batches_from_eras(eras)
     first = plan_batches(batches, eras, sensors, catalogue=CAT, settings=settings)
     shuffled = batches[:]
@@ -270,10 +312,14 @@ def test_plan_is_deterministic_and_independent_of_input_order() -> None:
 
 def test_equal_costs_are_packed_in_label_order() -> None:
     eras = pd.concat([make_eras([100], entity=e) for e in ("c", "a", "b")])
-    plan = plan_batches(batches_from_eras(eras)[::-1], eras, {e: ["rain"] for e in "abc"},
-                        catalogue=CAT, settings=PlannerSettings(cpu_workers=2))
-    assert [(a.batch.entity, a.worker) for a in plan.assignments] == [("a", 0), ("b", 1),
-                                                                      ("c", 0)]
+    plan = plan_batches(
+        batches_from_eras(eras)[::-1],
+        eras,
+        {e: ["rain"] for e in "abc"},
+        catalogue=CAT,
+        settings=PlannerSettings(cpu_workers=2),
+    )
+    assert [(a.batch.entity, a.worker) for a in plan.assignments] == [("a", 0), ("b", 1), ("c", 0)]
 
 
 def test_plan_table_has_one_row_per_assignment() -> None:
@@ -296,24 +342,33 @@ def test_plan_needs_sensors_and_eras() -> None:
     with pytest.raises(ConfigError, match="no sensor list for entity 'e'"):
         plan_batches(batches, eras, {}, catalogue=CAT, settings=PlannerSettings())
     with pytest.raises(ConfigError, match="pass the eras table"):
-        plan_batches(batches, None, {"e": ["rain"]}, catalogue=CAT,
-                     settings=PlannerSettings(max_batch_cost=150))
+        plan_batches(
+            batches,
+            None,
+            {"e": ["rain"]},
+            catalogue=CAT,
+            settings=PlannerSettings(max_batch_cost=150),
+        )
 
 
 # --- settings -------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("values", "message"), [
-    ({"cpu_workers": -1}, "cpu_workers: Input should be greater than or equal to 1"),
-    ({"cpu_workers": 0}, "cpu_workers"),
-    ({"gpu_workers": -2}, "gpu_workers: Input should be greater than or equal to 0"),
-    ({"gpu_available": True, "gpu_workers": 0}, "gpu_available needs gpu_workers >= 1"),
-    ({"profile_weights": {"fast": 2.0}}, "unknown profile.*'fast'.*known: minimal, efficient"),
-    ({"profile_weights": {"minimal": 0.0}}, "finite and > 0"),
-    ({"gpu_min_cost": -1.0}, "gpu_min_cost"),
-    ({"gpu_min_share": 1.5}, "gpu_min_share"),
-    ({"max_batch_cost": 0.0}, "max_batch_cost"),
-    ({"gpu_min_cots": 5.0}, "gpu_min_cots: Extra inputs are not permitted"),
-])
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"cpu_workers": -1}, "cpu_workers: Input should be greater than or equal to 1"),
+        ({"cpu_workers": 0}, "cpu_workers"),
+        ({"gpu_workers": -2}, "gpu_workers: Input should be greater than or equal to 0"),
+        ({"gpu_available": True, "gpu_workers": 0}, "gpu_available needs gpu_workers >= 1"),
+        ({"profile_weights": {"fast": 2.0}}, "unknown profile.*'fast'.*known: minimal, efficient"),
+        ({"profile_weights": {"minimal": 0.0}}, "finite and > 0"),
+        ({"gpu_min_cost": -1.0}, "gpu_min_cost"),
+        ({"gpu_min_share": 1.5}, "gpu_min_share"),
+        ({"max_batch_cost": 0.0}, "max_batch_cost"),
+        ({"gpu_min_cots": 5.0}, "gpu_min_cots: Extra inputs are not permitted"),
+    ],
+)
 def test_bad_settings_raise_config_error(values: dict[str, object], message: str) -> None:
     with pytest.raises(ConfigError, match=f"invalid planner settings: .*{message}"):
         PlannerSettings(**values)

@@ -32,28 +32,50 @@ def conn() -> Iterator[psycopg.Connection]:
 
 def _fill(db: psycopg.Connection) -> None:
     db.execute("CREATE TABLE y (id int)")
-    db.execute(sql.SQL("CREATE TABLE wide_src (time timestamptz, entity text, air double "
-                       "precision, co2 integer, lamp boolean, note text, {} real)").format(
-        sql.Identifier(HOSTILE)))
+    db.execute(
+        sql.SQL(
+            "CREATE TABLE wide_src (time timestamptz, entity text, air double "
+            "precision, co2 integer, lamp boolean, note text, {} real)"
+        ).format(sql.Identifier(HOSTILE))
+    )
     with db.cursor() as cur:
         cur.executemany(
             "INSERT INTO wide_src VALUES (%s, %s, %s, %s, %s, %s, %s)",
-            [(t.to_pydatetime(), e, None if i == 3 else 20.0 + i + k, 400 + i, i % 2 == 0,
-              "n", 0.5 * i)
-             for k, e in enumerate(["a", "b", "c"]) for i, t in enumerate(TIMES)])
+            [
+                (
+                    t.to_pydatetime(),
+                    e,
+                    None if i == 3 else 20.0 + i + k,
+                    400 + i,
+                    i % 2 == 0,
+                    "n",
+                    0.5 * i,
+                )
+                for k, e in enumerate(["a", "b", "c"])
+                for i, t in enumerate(TIMES)
+            ],
+        )
     db.execute("CREATE SCHEMA src")
-    db.execute("CREATE TABLE src.long_src (ts timestamptz, house text, name text, val real, "
-               "extra text)")
+    db.execute(
+        "CREATE TABLE src.long_src (ts timestamptz, house text, name text, val real, extra text)"
+    )
     with db.cursor() as cur:
         cur.executemany(
             "INSERT INTO src.long_src VALUES (%s, %s, %s, %s, 'x')",
-            [(t.to_pydatetime(), e, s, float(i) + (100 if s == "co2" else 0))
-             for e in ("a", "b") for s in ("temp", "co2", "junk") for i, t in enumerate(TIMES)])
+            [
+                (t.to_pydatetime(), e, s, float(i) + (100 if s == "co2" else 0))
+                for e in ("a", "b")
+                for s in ("temp", "co2", "junk")
+                for i, t in enumerate(TIMES)
+            ],
+        )
     db.execute("CREATE TABLE naive_src (stamp timestamp, air double precision)")
     with db.cursor() as cur:
         local = pd.date_range("2024-03-31 00:00", periods=6, freq="30min")  # DST: 02:00 skipped
-        cur.executemany("INSERT INTO naive_src VALUES (%s, %s)",
-                        [(t.to_pydatetime(), float(i)) for i, t in enumerate(local)])
+        cur.executemany(
+            "INSERT INTO naive_src VALUES (%s, %s)",
+            [(t.to_pydatetime(), float(i)) for i, t in enumerate(local)],
+        )
 
 
 def expected_wide(entities: list[str], start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
@@ -87,9 +109,10 @@ def test_wide_table_with_range_and_entity_filters(conn: psycopg.Connection) -> N
 
 
 def test_wide_table_with_a_column_mapping_and_quoted_names(conn: psycopg.Connection) -> None:
-    config = PostgresSourceConfig(table="public.wide_src",
-                                  columns={"air": "air_temp_c", "lamp": "lamp_status",
-                                           HOSTILE: "odd"})
+    config = PostgresSourceConfig(
+        table="public.wide_src",
+        columns={"air": "air_temp_c", "lamp": "lamp_status", HOSTILE: "odd"},
+    )
     frame = read_postgres(config, conn, entities=["b"]).frame
     lamp = frame[frame["sensor"] == "lamp_status"]["value"].tolist()
     assert lamp == [1.0, 0.0] * 6
@@ -99,9 +122,14 @@ def test_wide_table_with_a_column_mapping_and_quoted_names(conn: psycopg.Connect
 
 def test_long_table_with_names_and_sensor_mapping(conn: psycopg.Connection) -> None:
     config = PostgresSourceConfig(
-        table="src.long_src", layout="long", time_column="ts", entity_column="house",
-        sensor_column="name", value_column="val",
-        sensors={"temp": "air_temp_c", "co2": "co2_ppm"})
+        table="src.long_src",
+        layout="long",
+        time_column="ts",
+        entity_column="house",
+        sensor_column="name",
+        value_column="val",
+        sensors={"temp": "air_temp_c", "co2": "co2_ppm"},
+    )
     result = read_postgres(config, conn, start=TIMES[1], end=TIMES[4], entities=["b"])
     frame = result.frame
     assert sorted(frame["sensor"].unique()) == ["air_temp_c", "co2_ppm"]
@@ -113,8 +141,13 @@ def test_long_table_with_names_and_sensor_mapping(conn: psycopg.Connection) -> N
 
 
 def test_naive_times_are_localised_and_constant_entity(conn: psycopg.Connection) -> None:
-    config = PostgresSourceConfig(table="naive_src", time_column="stamp", entity_column=None,
-                                  entity="gh1", timezone="Europe/Copenhagen")
+    config = PostgresSourceConfig(
+        table="naive_src",
+        time_column="stamp",
+        entity_column=None,
+        entity="gh1",
+        timezone="Europe/Copenhagen",
+    )
     frame = read_postgres(config, conn).frame
     assert (frame["entity"] == "gh1").all() and len(frame) == 6
     assert frame["time"].iloc[0] == pd.Timestamp("2024-03-30 23:00", tz="UTC")
@@ -143,8 +176,10 @@ def test_hostile_or_wrong_names_never_execute(conn: psycopg.Connection) -> None:
 
 def test_duplicates_follow_the_policy(conn: psycopg.Connection) -> None:
     conn.execute("CREATE TABLE dup_src (time timestamptz, entity text, v double precision)")
-    conn.execute("INSERT INTO dup_src VALUES (%s, 'a', 1), (%s, 'a', 3)",
-                 [T0.to_pydatetime(), T0.to_pydatetime()])
+    conn.execute(
+        "INSERT INTO dup_src VALUES (%s, 'a', 1), (%s, 'a', 3)",
+        [T0.to_pydatetime(), T0.to_pydatetime()],
+    )
     with pytest.raises(DataError, match="on_duplicate"):
         read_postgres(PostgresSourceConfig(table="dup_src"), conn)
     result = read_postgres(PostgresSourceConfig(table="dup_src", on_duplicate="mean"), conn)

@@ -15,11 +15,12 @@ def utc(text: str) -> pd.Timestamp:
 
 def test_chunks_cover_the_range_exactly() -> None:
     chunks = split_range("2024-01-01", "2024-01-17", "7D")
-    assert chunks == [(utc("2024-01-01"), utc("2024-01-08")),
-                      (utc("2024-01-08"), utc("2024-01-15")),
-                      (utc("2024-01-15"), utc("2024-01-17"))]
-    assert split_range("2024-01-01", "2024-01-02", "7D") == [(utc("2024-01-01"),
-                                                              utc("2024-01-02"))]
+    assert chunks == [
+        (utc("2024-01-01"), utc("2024-01-08")),
+        (utc("2024-01-08"), utc("2024-01-15")),
+        (utc("2024-01-15"), utc("2024-01-17")),
+    ]
+    assert split_range("2024-01-01", "2024-01-02", "7D") == [(utc("2024-01-01"), utc("2024-01-02"))]
 
 
 def test_bad_chunks() -> None:

@@ -35,12 +35,12 @@ def test_signals_follow_their_regimes() -> None:
     climate = sim.sources["sim_climate"]
     lamps = sim.sources["sim_lamps"].set_index("time")["value"]
     assert lamps[: sim.start + pd.Timedelta(days=20)].max() == 0.0  # no lamps before level A
-    winter = lamps[sim.start + pd.Timedelta(days=21): sim.start + pd.Timedelta(days=29)]
+    winter = lamps[sim.start + pd.Timedelta(days=21) : sim.start + pd.Timedelta(days=29)]
     on_hours = sorted(set(winter[winter == 1.0].index.hour))
     assert on_hours == list(range(4, 20))
     air = climate[climate["sensor"] == "air_temp_c"].set_index("time")["value"]
     early = air[: sim.start + pd.Timedelta(days=9)].mean()
-    late = air[sim.start + pd.Timedelta(days=21): sim.start + pd.Timedelta(days=29)].mean()
+    late = air[sim.start + pd.Timedelta(days=21) : sim.start + pd.Timedelta(days=29)].mean()
     assert late - early > 2.5  # heating setpoint 18 -> 21 °C, plus lamp heat
     co2 = climate[climate["sensor"] == "co2_ppm"]["value"]
     assert (co2 == 0.0).sum() > 0  # simulated dropouts, for the range check downstream

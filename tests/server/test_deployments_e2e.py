@@ -32,8 +32,14 @@ def free_port() -> int:
 
 def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     """Start a long-running process in its own session (so it can be stopped by PID)."""
-    return subprocess.Popen(args, env=env, cwd=REPO, stdout=log.open("wb"),
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    return subprocess.Popen(
+        args,
+        env=env,
+        cwd=REPO,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
@@ -58,15 +64,23 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]
     home = tmp_path_factory.mktemp("prefect-server")
     url = f"http://127.0.0.1:{free_port()}/api"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")} | {
-        "PREFECT_HOME": str(home), "PREFECT_API_URL": url,
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",
+        "PREFECT_HOME": str(home),
+        "PREFECT_API_URL": url,
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "DO_NOT_TRACK": "1",
         "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(home / "results"),
-        "PREFECT_WORKER_QUERY_SECONDS": "1", "PREFECT_CLI_PROMPT": "false",
-        "ERAFLOW_HOME": str(REPO), "OPENBLAS_NUM_THREADS": "1", "MPLBACKEND": "Agg",
+        "PREFECT_WORKER_QUERY_SECONDS": "1",
+        "PREFECT_CLI_PROMPT": "false",
+        "ERAFLOW_HOME": str(REPO),
+        "OPENBLAS_NUM_THREADS": "1",
+        "MPLBACKEND": "Agg",
     }
     port = url.split(":")[-1].split("/")[0]
-    process = start([PREFECT, "server", "start", "--host", "127.0.0.1", "--port", port,
-                     "--analytics-off"], env, home / "server.log")
+    process = start(
+        [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", port, "--analytics-off"],
+        env,
+        home / "server.log",
+    )
     try:
         deadline = time.monotonic() + 180
         while True:
@@ -85,23 +99,45 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]
 
 
 def test_backfill_runs_on_both_pools_and_writes_every_era_once(
-        server: dict[str, str], tmp_path: Path) -> None:
+    server: dict[str, str], tmp_path: Path
+) -> None:
     env = server
     run(["bash", "deployments/create_pools.sh"], env | {"PREFECT": PREFECT})
     run([PREFECT, "--no-prompt", "deploy", "--all"], env)
-    workers = [start([PREFECT, "worker", "start", "--pool", pool, "--type", "process"], env,
-                     tmp_path / f"{pool}.log") for pool in ("cpu-pool", "gpu-pool")]
+    workers = [
+        start(
+            [PREFECT, "worker", "start", "--pool", pool, "--type", "process"],
+            env,
+            tmp_path / f"{pool}.log",
+        )
+        for pool in ("cpu-pool", "gpu-pool")
+    ]
     try:
         store = tmp_path / "store"
         # ~103 cost units per row: sub-day batches (cost < 30k) stay on CPU; the 3-day
         # level-A era (~89k) crosses gpu_min_cost and goes to gpu-pool.
-        pipeline = {"store": str(store), "selection_levels": ["A"],
-                    "simulator": {"days": 6, "entities": ["e2e"], "seed": 3},
-                    "gpu_min_cost": 60000, "max_batch_cost": 30000}
-        out = run([PREFECT, "deployment", "run", "backfill/manual",
-                   "--param", "start=2024-01-01", "--param", "end=2024-01-07",
-                   "--params", json.dumps({"chunk": "3D", "max_concurrent": 2,
-                                           "parameters": pipeline})], env)
+        pipeline = {
+            "store": str(store),
+            "selection_levels": ["A"],
+            "simulator": {"days": 6, "entities": ["e2e"], "seed": 3},
+            "gpu_min_cost": 60000,
+            "max_batch_cost": 30000,
+        }
+        out = run(
+            [
+                PREFECT,
+                "deployment",
+                "run",
+                "backfill/manual",
+                "--param",
+                "start=2024-01-01",
+                "--param",
+                "end=2024-01-07",
+                "--params",
+                json.dumps({"chunk": "3D", "max_concurrent": 2, "parameters": pipeline}),
+            ],
+            env,
+        )
         backfill_id = re.search(r"UUID: ([0-9a-f-]{36})", out)
         assert backfill_id, out
         runs = wait_for_all(env["PREFECT_API_URL"], backfill_id.group(1))
@@ -118,8 +154,7 @@ def test_backfill_runs_on_both_pools_and_writes_every_era_once(
     eras = pd.read_parquet(store / "eras")
     features = pd.read_parquet(store / "features")
     era_keys = set(eras[["entity", "level", "era_id"]].itertuples(index=False, name=None))
-    feature_keys = set(features[["entity", "level", "era_id"]].itertuples(index=False,
-                                                                          name=None))
+    feature_keys = set(features[["entity", "level", "era_id"]].itertuples(index=False, name=None))
     assert feature_keys == era_keys
     assert not features.duplicated(["entity", "level", "era_id", "sensor", "feature"]).any()
     assert eras["start"].min() == pd.Timestamp("2024-01-01", tz="UTC")
@@ -140,6 +175,12 @@ def wait_for_all(url: str, backfill_id: str, timeout: float = 900) -> list[dict[
             assert time.monotonic() < deadline, f"backfill still {state} after {timeout} s"
             time.sleep(3)
         flows = {f.id: f.name for f in client.read_flows()}
-        return [{"flow": flows[r.flow_id], "state": r.state.type.value if r.state else "",
-                 "pool": r.work_pool_name or "", "name": r.name}
-                for r in client.read_flow_runs(limit=200)]
+        return [
+            {
+                "flow": flows[r.flow_id],
+                "state": r.state.type.value if r.state else "",
+                "pool": r.work_pool_name or "",
+                "name": r.name,
+            }
+            for r in client.read_flow_runs(limit=200)
+        ]
