@@ -20,10 +20,20 @@ import pandas as pd
 import psycopg
 from psycopg import sql
 
+from eraflow.store import Key
 from eraflow.store.postgres import PostgresStore
 
-COLUMNS = ["entity", "level", "era_id", "sensor", "feature", "value", "engine", "run_id",
-           "config_hash"]
+COLUMNS = [
+    "entity",
+    "level",
+    "era_id",
+    "sensor",
+    "feature",
+    "value",
+    "engine",
+    "run_id",
+    "config_hash",
+]
 
 
 def feature_rows(n: int) -> pd.DataFrame:
@@ -31,27 +41,35 @@ def feature_rows(n: int) -> pd.DataFrame:
     names = [f"calc_{i}__param_{i % 7}" for i in range(100)]
     per_era = len(sensors) * len(names)
     eras = -(-n // per_era)
-    frame = pd.DataFrame({
-        "entity": "gh1",
-        "level": "A",
-        "era_id": np.repeat(np.arange(eras, dtype=np.int64), per_era),
-        "sensor": np.tile(np.repeat(sensors, len(names)), eras),
-        "feature": np.tile(names, eras * len(sensors)),
-        "value": np.random.default_rng(0).normal(size=eras * per_era),
-        "engine": "numpy", "run_id": "bench", "config_hash": "0123abcd"})
+    frame = pd.DataFrame(
+        {
+            "entity": "gh1",
+            "level": "A",
+            "era_id": np.repeat(np.arange(eras, dtype=np.int64), per_era),
+            "sensor": np.tile(np.repeat(sensors, len(names)), eras),
+            "feature": np.tile(names, eras * len(sensors)),
+            "value": np.random.default_rng(0).normal(size=eras * per_era),
+            "engine": "numpy",
+            "run_id": "bench",
+            "config_hash": "0123abcd",
+        }
+    )
     return frame.iloc[:n].reset_index(drop=True)
 
 
 def bench_store(dsn: str, frame: pd.DataFrame, schema: str) -> tuple[float, float]:
     with PostgresStore(dsn, schema=schema) as store:
         began = time.perf_counter()
-        store.write_table("features", frame, entity="gh1")
+        store.replace("features", frame, Key("gh1"))
         first = time.perf_counter() - began
         began = time.perf_counter()
-        store.write_table("features", frame, entity="gh1", replace_where={"level": "A"})
+        store.replace("features", frame, Key("gh1", {"level": "A"}))
         again = time.perf_counter() - began
-        stored = store.connection().execute(sql.SQL("SELECT count(*) FROM {}").format(
-            sql.Identifier(schema, "features"))).fetchone()
+        stored = (
+            store.connection()
+            .execute(sql.SQL("SELECT count(*) FROM {}").format(sql.Identifier(schema, "features")))
+            .fetchone()
+        )
         assert stored == (len(frame),), stored
     return first, again
 
@@ -60,18 +78,25 @@ def bench_executemany(dsn: str, frame: pd.DataFrame, like: str) -> float:
     with psycopg.connect(dsn) as conn:
         conn.execute("DROP SCHEMA IF EXISTS bench_plain CASCADE")
         conn.execute("CREATE SCHEMA bench_plain")
-        conn.execute(sql.SQL("CREATE TABLE bench_plain.features (LIKE {} INCLUDING ALL)").format(
-            sql.Identifier(like, "features")))
+        conn.execute(
+            sql.SQL("CREATE TABLE bench_plain.features (LIKE {} INCLUDING ALL)").format(
+                sql.Identifier(like, "features")
+            )
+        )
         conn.commit()
         began = time.perf_counter()
         rows = list(frame[COLUMNS].itertuples(index=False, name=None))
-        rows = [(e, lv, int(era), s, f, float(v), en, r, c)
-                for e, lv, era, s, f, v, en, r, c in rows]
+        rows = [
+            (e, lv, int(era), s, f, float(v), en, r, c) for e, lv, era, s, f, v, en, r, c in rows
+        ]
         with conn.cursor() as cur:
             cur.executemany(
                 sql.SQL("INSERT INTO bench_plain.features ({}) VALUES ({})").format(
                     sql.SQL(", ").join(map(sql.Identifier, COLUMNS)),
-                    sql.SQL(", ").join(sql.Placeholder() * len(COLUMNS))), rows)
+                    sql.SQL(", ").join(sql.Placeholder() * len(COLUMNS)),
+                ),
+                rows,
+            )
         conn.commit()
         return time.perf_counter() - began
 
@@ -96,13 +121,16 @@ def main() -> None:
         finally:
             admin.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
     n = len(frame)
-    print(f"feature sink, {n} rows (psycopg {psycopg.__version__}, "
-          f"libpq {psycopg.pq.version()}, same process, fresh database, best of {args.repeat})")
+    print(
+        f"feature sink, {n} rows (psycopg {psycopg.__version__}, "
+        f"libpq {psycopg.pq.version()}, same process, fresh database, best of {args.repeat})"
+    )
     print(f"{'method':<48}{'seconds':>9}{'rows/s':>12}{'vs executemany':>16}")
     for label, seconds in (
-            ("PostgresStore.write_table (COPY+stage+replace)", store_s),
-            ("  same rows again (delete + re-insert)", rewrite_s),
-            ("psycopg executemany INSERT", plain_s)):
+        ("PostgresStore.replace (COPY+stage+replace)", store_s),
+        ("  same rows again (delete + re-insert)", rewrite_s),
+        ("psycopg executemany INSERT", plain_s),
+    ):
         print(f"{label:<48}{seconds:>9.2f}{n / seconds:>12,.0f}{plain_s / seconds:>15.1f}x")
 
 

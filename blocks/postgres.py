@@ -13,9 +13,10 @@ from typing import Any, Literal
 import psycopg
 from prefect.blocks.core import Block
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
-from pydantic import Field, PrivateAttr, SecretStr
+from pydantic import Field, HttpUrl, PrivateAttr, SecretStr
 
-from eraflow.store.postgres import PostgresStore, connect, redact, split_password
+from eraflow.pg import connect, redact, split_password
+from eraflow.store.postgres import PostgresStore
 
 SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]
 
@@ -30,7 +31,7 @@ class PostgresConnection(Block):
     _block_type_name = "eraflow PostgreSQL connection"
     _block_type_slug = "eraflow-postgres-connection"
     _description = "PostgreSQL connection for eraflow sources and stores (psycopg 3)."
-    _documentation_url = "https://www.postgresql.org/docs/current/libpq-connect.html"
+    _documentation_url = HttpUrl("https://www.postgresql.org/docs/current/libpq-connect.html")
     _code_example = """```python
 from blocks.postgres import PostgresConnection
 
@@ -44,15 +45,15 @@ with connection.connect() as conn:
     database: str = Field(default="postgres", description="Database name.")
     user: str = Field(default="postgres", description="Role to log in as.")
     password: SecretStr | None = Field(
-        default=None, description="Password (stored encrypted; None for trust/peer/.pgpass).")
+        default=None, description="Password (stored encrypted; None for trust/peer/.pgpass)."
+    )
     dsn: SecretStr | None = Field(
-        default=None, description="Whole libpq DSN or URI; when set, host/port/database/user "
-        "are ignored.")
+        default=None,
+        description="Whole libpq DSN or URI; when set, host/port/database/user are ignored.",
+    )
     sslmode: SslMode = Field(default="prefer", description="libpq sslmode.")
-    connect_timeout: int = Field(default=10, ge=1, description="Seconds to wait for a "
-                                 "connection.")
-    application_name: str = Field(default="eraflow", description="Name shown in "
-                                  "pg_stat_activity.")
+    connect_timeout: int = Field(default=10, ge=1, description="Seconds to wait for a connection.")
+    application_name: str = Field(default="eraflow", description="Name shown in pg_stat_activity.")
 
     _connection: psycopg.Connection | None = PrivateAttr(default=None)
 
@@ -65,10 +66,15 @@ with connection.connect() as conn:
             params.setdefault("connect_timeout", str(self.connect_timeout))
             params.setdefault("application_name", self.application_name)
             return make_conninfo(**{k: str(v) for k, v in params.items() if v is not None})
-        return make_conninfo(host=self.host, port=str(self.port), dbname=self.database,
-                             user=self.user, sslmode=self.sslmode,
-                             connect_timeout=str(self.connect_timeout),
-                             application_name=self.application_name)
+        return make_conninfo(
+            host=self.host,
+            port=str(self.port),
+            dbname=self.database,
+            user=self.user,
+            sslmode=self.sslmode,
+            connect_timeout=str(self.connect_timeout),
+            application_name=self.application_name,
+        )
 
     def _secret(self) -> str | None:
         if self.password is not None:
@@ -125,7 +131,7 @@ class PostgresStoreBlock(Block):
     _block_type_name = "eraflow PostgreSQL store"
     _block_type_slug = "eraflow-postgres-store"
     _description = "eraflow result store in PostgreSQL (schema created and migrated by eraflow)."
-    _documentation_url = "https://www.postgresql.org/docs/current/ddl-schemas.html"
+    _documentation_url = HttpUrl("https://www.postgresql.org/docs/current/ddl-schemas.html")
     _code_example = """```python
 from blocks.postgres import PostgresStoreBlock
 
@@ -134,8 +140,12 @@ store.read_table("eras")
 ```"""
 
     connection: PostgresConnection = Field(description="Server to store the results on.")
-    db_schema: str = Field(default="eraflow", min_length=1, max_length=63,
-                           description="PostgreSQL schema holding eraflow's tables.")
+    db_schema: str = Field(
+        default="eraflow",
+        min_length=1,
+        max_length=63,
+        description="PostgreSQL schema holding eraflow's tables.",
+    )
 
     def open(self) -> PostgresStore:
         """The store (connects, and creates/upgrades the schema)."""

@@ -65,8 +65,15 @@ def fill_series(values: np.ndarray, *, max_rows: int, method: str) -> tuple[np.n
     return out, mask
 
 
-def _coverage_row(entity: str, sensor: str, before: np.ndarray, mask: np.ndarray,
-                  after: np.ndarray, step: pd.Timedelta, max_rows: int) -> dict[str, object]:
+def _coverage_row(
+    entity: str,
+    sensor: str,
+    before: np.ndarray,
+    mask: np.ndarray,
+    after: np.ndarray,
+    step: pd.Timedelta,
+    max_rows: int,
+) -> dict[str, object]:
     n = before.size
     measured = int((~np.isnan(before)).sum())
     filled = int(mask.sum())
@@ -124,11 +131,8 @@ def gap_fill(grid: pd.DataFrame, catalogue: Catalogue, *, freq: str = "5min") ->
             after, mask = fill_series(before, max_rows=max_rows, method=spec.fill_method)
             filled_values[sensor][rows] = after
             masks[sensor][rows] = mask
-            coverage.append(_coverage_row(str(entity), sensor, before, mask, after, step,
-                                          max_rows))
+            coverage.append(_coverage_row(str(entity), sensor, before, mask, after, step, max_rows))
     out = ordered[["time", "entity"]].copy()
-    for sensor in sensors:
-        out[sensor] = filled_values[sensor]
-    for sensor in sensors:
-        out[mask_column(sensor)] = masks[sensor]
+    columns = {s: filled_values[s] for s in sensors} | {mask_column(s): masks[s] for s in sensors}
+    out = pd.concat([out, pd.DataFrame(columns, index=out.index)], axis=1)  # one block, no warning
     return GapFillResult(grid=out, coverage=pd.DataFrame(coverage))

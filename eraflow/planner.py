@@ -28,8 +28,11 @@ from eraflow.errors import ConfigError, DataError
 Device = Literal["gpu", "cpu"]
 
 PROFILES: tuple[str, ...] = get_args(Profile)
-DEFAULT_PROFILE_WEIGHTS: dict[str, float] = {"minimal": 1.0, "efficient": 20.0,
-                                             "comprehensive": 60.0}
+DEFAULT_PROFILE_WEIGHTS: dict[str, float] = {
+    "minimal": 1.0,
+    "efficient": 20.0,
+    "comprehensive": 60.0,
+}
 """Relative cost of one grid row of one sensor under each tsfresh profile.
 
 Roughly the ratio of calculator work per value: ``minimal`` is a handful of O(n) statistics,
@@ -98,8 +101,9 @@ class PlannerSettings(BaseModel):
     def _merge_weights(cls, value: dict[str, float]) -> dict[str, float]:
         unknown = sorted(set(value) - set(PROFILES))
         if unknown:
-            raise ValueError(f"unknown profile(s) {', '.join(map(repr, unknown))}; "
-                             f"known: {', '.join(PROFILES)}")
+            raise ValueError(
+                f"unknown profile(s) {', '.join(map(repr, unknown))}; known: {', '.join(PROFILES)}"
+            )
         bad = {k: v for k, v in value.items() if not (math.isfinite(v) and v > 0)}
         if bad:
             raise ValueError(f"weights must be finite and > 0, got {bad}")
@@ -151,10 +155,20 @@ class Plan:
         This is the table artifact's content: readable labels, no DataFrames in the plan itself.
         """
         ordered = sorted(self.assignments, key=lambda a: (a.device != "gpu", a.worker))
-        rows = [{"label": a.batch.label, "entity": a.batch.entity, "level": a.batch.level,
-                 "eras": a.batch.eras, "rows": a.batch.rows, "cost": a.cost,
-                 "device": a.device, "worker": a.worker, "reason": a.reason}
-                for a in ordered]
+        rows = [
+            {
+                "label": a.batch.label,
+                "entity": a.batch.entity,
+                "level": a.batch.level,
+                "eras": a.batch.eras,
+                "rows": a.batch.rows,
+                "cost": a.cost,
+                "device": a.device,
+                "worker": a.worker,
+                "reason": a.reason,
+            }
+            for a in ordered
+        ]
         return pd.DataFrame(rows, columns=PLAN_COLUMNS)
 
     def by_worker(self) -> dict[tuple[Device, int], list[Assignment]]:
@@ -180,15 +194,16 @@ def sensor_weight(sensor: str, *, catalogue: Catalogue, settings: PlannerSetting
     return settings.profile_weights[catalogue.get(sensor).tsfresh_profile]
 
 
-def cost_per_row(sensors: Iterable[str], *, catalogue: Catalogue,
-                 settings: PlannerSettings) -> float:
+def cost_per_row(
+    sensors: Iterable[str], *, catalogue: Catalogue, settings: PlannerSettings
+) -> float:
     """``Σ profile_weight`` over the distinct sensors (a sensor listed twice is computed once)."""
-    return sum(sensor_weight(s, catalogue=catalogue, settings=settings)
-               for s in _unique(sensors))
+    return sum(sensor_weight(s, catalogue=catalogue, settings=settings) for s in _unique(sensors))
 
 
-def estimate_cost(batch: EraBatch, sensors: Iterable[str], *, catalogue: Catalogue,
-                  settings: PlannerSettings) -> float:
+def estimate_cost(
+    batch: EraBatch, sensors: Iterable[str], *, catalogue: Catalogue, settings: PlannerSettings
+) -> float:
     """Relative cost of featurising ``batch`` on ``sensors``: ``rows × Σ profile_weight``.
 
     Feature calculators are (close to) linear in the values they read, and every sensor is
@@ -204,20 +219,23 @@ def estimate_cost(batch: EraBatch, sensors: Iterable[str], *, catalogue: Catalog
     return batch.rows * cost_per_row(sensors, catalogue=catalogue, settings=settings)
 
 
-def gpu_share(sensors: Iterable[str], *, catalogue: Catalogue,
-              settings: PlannerSettings) -> float:
+def gpu_share(sensors: Iterable[str], *, catalogue: Catalogue, settings: PlannerSettings) -> float:
     """Share of the per-row cost from GPU-suitable sensors (0 when there are no sensors)."""
     names = _unique(sensors)
     total = cost_per_row(names, catalogue=catalogue, settings=settings)
     if total == 0:
         return 0.0
-    on_gpu = sum(sensor_weight(s, catalogue=catalogue, settings=settings)
-                 for s in names if catalogue.get(s).gpu)
+    on_gpu = sum(
+        sensor_weight(s, catalogue=catalogue, settings=settings)
+        for s in names
+        if catalogue.get(s).gpu
+    )
     return on_gpu / total
 
 
-def route(cost: float, share: float, *, settings: PlannerSettings,
-          cpu_only: Sequence[str] = ()) -> tuple[Device, str]:
+def route(
+    cost: float, share: float, *, settings: PlannerSettings, cpu_only: Sequence[str] = ()
+) -> tuple[Device, str]:
     """GPU or CPU for one batch, with the reason (for the plan table).
 
     GPU only when a GPU pool exists, the batch is at least ``gpu_min_cost`` (cheaper ones lose
@@ -228,14 +246,19 @@ def route(cost: float, share: float, *, settings: PlannerSettings,
     if not settings.gpu_available:
         return "cpu", "no GPU pool (gpu_available=False)"
     if cost < settings.gpu_min_cost:
-        return "cpu", (f"cost {cost:.6g} < gpu_min_cost {settings.gpu_min_cost:.6g}: "
-                       "GPU overhead would dominate")
+        return "cpu", (
+            f"cost {cost:.6g} < gpu_min_cost {settings.gpu_min_cost:.6g}: "
+            "GPU overhead would dominate"
+        )
     if share < settings.gpu_min_share:
         names = f" (not GPU-suitable: {', '.join(cpu_only)})" if cpu_only else ""
-        return "cpu", (f"GPU-suitable share {share:.2f} < gpu_min_share "
-                       f"{settings.gpu_min_share:.2f}{names}")
-    return "gpu", (f"cost {cost:.6g} >= gpu_min_cost {settings.gpu_min_cost:.6g}, "
-                   f"GPU-suitable share {share:.2f}")
+        return "cpu", (
+            f"GPU-suitable share {share:.2f} < gpu_min_share {settings.gpu_min_share:.2f}{names}"
+        )
+    return "gpu", (
+        f"cost {cost:.6g} >= gpu_min_cost {settings.gpu_min_cost:.6g}, "
+        f"GPU-suitable share {share:.2f}"
+    )
 
 
 def lpt_schedule(costs: Sequence[float], workers: int) -> list[int]:
@@ -257,27 +280,39 @@ def lpt_schedule(costs: Sequence[float], workers: int) -> list[int]:
     return out
 
 
-def pool_load(device: Device, costs: Sequence[float], schedule: Sequence[int],
-              workers: int) -> PoolLoad:
+def pool_load(
+    device: Device, costs: Sequence[float], schedule: Sequence[int], workers: int
+) -> PoolLoad:
     """Per-worker loads, makespan and lower bound ``max(max cost, total / workers)``."""
     loads = [0.0] * workers
     for cost, worker in zip(costs, schedule, strict=True):
         loads[worker] += cost
     lower = max(max(costs, default=0.0), sum(costs) / workers)
-    return PoolLoad(device=device, workers=workers, loads=tuple(loads),
-                    makespan=max(loads, default=0.0), lower_bound=lower)
+    return PoolLoad(
+        device=device,
+        workers=workers,
+        loads=tuple(loads),
+        makespan=max(loads, default=0.0),
+        lower_bound=lower,
+    )
 
 
 def _batch_eras(batch: EraBatch, eras: pd.DataFrame) -> pd.DataFrame:
     """The eras table rows of ``batch``, in time order; they must agree with the batch."""
-    mask = ((eras["entity"] == batch.entity) & (eras["level"] == batch.level)
-            & (eras["era_id"] >= batch.first_era_id) & (eras["era_id"] <= batch.last_era_id))
+    mask = (
+        (eras["entity"] == batch.entity)
+        & (eras["level"] == batch.level)
+        & (eras["era_id"] >= batch.first_era_id)
+        & (eras["era_id"] <= batch.last_era_id)
+    )
     part = eras.loc[mask].sort_values("start", kind="stable")
     if len(part) != batch.eras or int(part["rows"].sum()) != batch.rows:
-        raise DataError(f"eras table has {len(part)} eras / {int(part['rows'].sum())} rows for "
-                        f"batch {batch.label} (ids {batch.first_era_id}..{batch.last_era_id}), "
-                        f"which says {batch.eras} / {batch.rows}: rebuild the batches from "
-                        "this eras table")
+        raise DataError(
+            f"eras table has {len(part)} eras / {int(part['rows'].sum())} rows for "
+            f"batch {batch.label} (ids {batch.first_era_id}..{batch.last_era_id}), "
+            f"which says {batch.eras} / {batch.rows}: rebuild the batches from "
+            "this eras table"
+        )
     return part
 
 
@@ -318,8 +353,10 @@ def _balanced_cuts(rows: Sequence[int], cap: int) -> list[int]:
         target = (prefix[-1] - prefix[i]) / left
         best = -1
         for end in range(i + 1, reach(i, lo) + 1):
-            if need[end] <= left - 1 and (best < 0 or abs(prefix[end] - prefix[i] - target)
-                                          < abs(prefix[best] - prefix[i] - target)):
+            if need[end] <= left - 1 and (
+                best < 0
+                or abs(prefix[end] - prefix[i] - target) < abs(prefix[best] - prefix[i] - target)
+            ):
                 best = end
         cuts.append(best)
         i, left = best, left - 1
@@ -327,14 +364,22 @@ def _balanced_cuts(rows: Sequence[int], cap: int) -> list[int]:
 
 
 def _sub_batch(batch: EraBatch, part: pd.DataFrame) -> EraBatch:
-    return EraBatch(entity=batch.entity, level=batch.level, start=part["start"].iloc[0],
-                    end=part["end"].iloc[-1], eras=len(part), rows=int(part["rows"].sum()),
-                    first_era_id=int(part["era_id"].iloc[0]),
-                    last_era_id=int(part["era_id"].iloc[-1]), fingerprint=batch.fingerprint)
+    return EraBatch(
+        entity=batch.entity,
+        level=batch.level,
+        start=part["start"].iloc[0],
+        end=part["end"].iloc[-1],
+        eras=len(part),
+        rows=int(part["rows"].sum()),
+        first_era_id=int(part["era_id"].iloc[0]),
+        last_era_id=int(part["era_id"].iloc[-1]),
+        stage=batch.stage,
+    )
 
 
-def split_batch(batch: EraBatch, eras: pd.DataFrame, *, max_cost: float,
-                cost_per_row: float) -> list[EraBatch]:
+def split_batch(
+    batch: EraBatch, eras: pd.DataFrame, *, max_cost: float, cost_per_row: float
+) -> list[EraBatch]:
     """Split ``batch`` into consecutive runs of whole eras costing <= ``max_cost`` each.
 
     Eras are never cut (features are per era), so an era that alone costs more than
@@ -384,10 +429,10 @@ def split_batch(batch: EraBatch, eras: pd.DataFrame, *, max_cost: float,
             continue
         begin = segment
         for end in _balanced_cuts(rows[segment:i], cap) if i > segment else []:
-            out.append(_sub_batch(batch, part.iloc[begin:segment + end]))
+            out.append(_sub_batch(batch, part.iloc[begin : segment + end]))
             begin = segment + end
         if i < len(rows):
-            out.append(_sub_batch(batch, part.iloc[i:i + 1]))
+            out.append(_sub_batch(batch, part.iloc[i : i + 1]))
         segment = i + 1
     return out
 
@@ -396,9 +441,14 @@ def _order_key(batch: EraBatch) -> tuple[str, str, str, pd.Timestamp, int]:
     return (batch.label, batch.entity, batch.level, batch.start, batch.first_era_id)
 
 
-def plan_batches(batches: Iterable[EraBatch], eras: pd.DataFrame | None,
-                 sensors_by_entity: Mapping[str, Sequence[str]], *, catalogue: Catalogue,
-                 settings: PlannerSettings) -> Plan:
+def plan_batches(
+    batches: Iterable[EraBatch],
+    eras: pd.DataFrame | None,
+    sensors_by_entity: Mapping[str, Sequence[str]],
+    *,
+    catalogue: Catalogue,
+    settings: PlannerSettings,
+) -> Plan:
     """Price, split, route and pack era batches into a deterministic :class:`Plan`.
 
     Each batch is priced with :func:`estimate_cost` on its entity's sensors, split when above
@@ -426,8 +476,9 @@ def plan_batches(batches: Iterable[EraBatch], eras: pd.DataFrame | None,
     priced: list[tuple[EraBatch, float, float, list[str]]] = []
     for batch in sorted(batches, key=_order_key):
         if batch.entity not in sensors_by_entity:
-            raise ConfigError(f"no sensor list for entity {batch.entity!r}: add it to "
-                              "sensors_by_entity")
+            raise ConfigError(
+                f"no sensor list for entity {batch.entity!r}: add it to sensors_by_entity"
+            )
         sensors = _unique(sensors_by_entity[batch.entity])
         per_row = cost_per_row(sensors, catalogue=catalogue, settings=settings)
         share = gpu_share(sensors, catalogue=catalogue, settings=settings)
@@ -435,11 +486,12 @@ def plan_batches(batches: Iterable[EraBatch], eras: pd.DataFrame | None,
         parts = [batch]
         if settings.max_batch_cost is not None and batch.rows * per_row > settings.max_batch_cost:
             if eras is None:
-                raise ConfigError(f"batch {batch.label} costs more than max_batch_cost "
-                                  f"{settings.max_batch_cost:.6g}: pass the eras table to split "
-                                  "it, or raise max_batch_cost")
-            parts = split_batch(batch, eras, max_cost=settings.max_batch_cost,
-                                cost_per_row=per_row)
+                raise ConfigError(
+                    f"batch {batch.label} costs more than max_batch_cost "
+                    f"{settings.max_batch_cost:.6g}: pass the eras table to split "
+                    "it, or raise max_batch_cost"
+                )
+            parts = split_batch(batch, eras, max_cost=settings.max_batch_cost, cost_per_row=per_row)
         priced += [(p, p.rows * per_row, share, cpu_only) for p in parts]
     priced.sort(key=lambda item: _order_key(item[0]))
 
@@ -459,6 +511,14 @@ def plan_batches(batches: Iterable[EraBatch], eras: pd.DataFrame | None,
         schedule = lpt_schedule(costs, sizes[device])
         pools[device] = pool_load(device, costs, schedule, sizes[device])
         order = sorted(range(len(jobs)), key=lambda i: -costs[i])
-        assignments += [Assignment(batch=jobs[i][0], device=device, worker=schedule[i],
-                                   cost=costs[i], reason=jobs[i][2]) for i in order]
+        assignments += [
+            Assignment(
+                batch=jobs[i][0],
+                device=device,
+                worker=schedule[i],
+                cost=costs[i],
+                reason=jobs[i][2],
+            )
+            for i in order
+        ]
     return Plan(assignments=assignments, pools=pools)

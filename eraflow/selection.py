@@ -37,7 +37,7 @@ aggregates the target samples inside each era's ``[start, end)`` (``mean``, ``su
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -52,6 +52,8 @@ MLTask = Literal["auto", "regression", "classification"]
 AGGREGATIONS: tuple[str, ...] = ("mean", "sum", "min", "max", "median")
 SELECTION_COLUMNS = ("feature", "kept", "reason")
 ERA_KEY = ("entity", "level", "era_id")
+Progress = Callable[[int, int, str], None]
+"""``progress(done, total, label)``: called as correlation blocks finish."""
 
 
 @dataclass(frozen=True)
@@ -274,6 +276,7 @@ def _greedy_correlation(
     min_overlap: int,
     device: ar.Device,
     block_size: int,
+    progress: Progress | None = None,
 ) -> dict[str, str]:
     """Rule 3 over the columns of ``z`` (already in priority order): reasons for the dropped."""
     xp, _ = ar.select_array_module(device)
@@ -304,6 +307,8 @@ def _greedy_correlation(
             else:
                 kept_in_block.append(i)
         kept.extend(block[k] for k in kept_in_block)
+        if progress is not None:
+            progress(block[-1] + 1, p, f"{len(kept)} kept")
     return reasons
 
 
@@ -316,6 +321,7 @@ def select_features_unsupervised(
     min_overlap: int = 3,
     device: ar.Device = "cpu",
     block_size: int = 1024,
+    progress: Progress | None = None,
 ) -> SelectionResult:
     """Drop missing, (near-)constant and highly correlated features (rules 1-3 above).
 
@@ -335,6 +341,8 @@ def select_features_unsupervised(
         Array module for the correlations: ``"cpu"`` (NumPy), ``"gpu"`` or ``"auto"`` (CuPy).
     block_size
         Features per correlation block (memory: ``block_size x kept`` floats).
+    progress
+        Called after each correlation block (long selections show progress).
 
     Returns
     -------
@@ -365,6 +373,7 @@ def select_features_unsupervised(
             min_overlap=min_overlap,
             device=device,
             block_size=block_size,
+            progress=progress,
         )
     selection = _selection_frame(names, reasons)
     kept = [n for n in names if n not in reasons]
@@ -625,6 +634,7 @@ def select(
     min_eras: int = 10,
     device: ar.Device = "cpu",
     target_per_era: pd.Series | None = None,
+    progress: Progress | None = None,
 ) -> SelectionResult:
     """Unsupervised filters, then (with a target) relevance tests on the survivors.
 
@@ -645,6 +655,8 @@ def select(
     target_per_era
         A target already aligned to the eras (index ``(entity, level, era_id)``), instead of
         ``target``: e.g. one series per compartment, each aligned to its own eras.
+    progress
+        See :func:`select_features_unsupervised`.
 
     Returns
     -------
@@ -657,6 +669,7 @@ def select(
         correlation_threshold=correlation_threshold,
         max_nan_fraction=max_nan_fraction,
         device=device,
+        progress=progress,
     )
     if target is None and target_per_era is None:
         return first

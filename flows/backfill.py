@@ -9,53 +9,106 @@ Prefect OSS has no backfill command (PREFECT_NOTES §8): this flow is eraflow's.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import FlowRun
 from prefect.futures import PrefectFuture, as_completed
+from prefect.runtime import flow_run
 
+from eraflow.config import PipelineConfig, to_utc
 from eraflow.errors import EraflowError
 from eraflow.ranges import split_range
+from eraflow.scope import entities_with_data
+from tasks.store import store_session
 
 
 class BackfillFailed(EraflowError):
     """Some chunks did not complete; the message lists them."""
 
 
-@task(name="backfill-chunk", tags=["backfill"], cache_policy=NO_CACHE, retries=1,
-      retry_delay_seconds=10, task_run_name="chunk[{start:%Y-%m-%d}..{end:%Y-%m-%d}]")
-def run_chunk(deployment: str, start: datetime, end: datetime,
-              parameters: dict[str, Any]) -> str:
+@task(
+    name="backfill-chunk",
+    tags=["backfill"],
+    cache_policy=NO_CACHE,
+    retries=1,
+    retry_delay_seconds=10,
+    task_run_name="chunk[{start:%Y-%m-%d}..{end:%Y-%m-%d}]",
+)
+def run_chunk(deployment: str, start: datetime, end: datetime, parameters: dict[str, Any]) -> str:
     """One chunk as a child run of ``deployment``; fails if the child does not complete."""
     from prefect.deployments import run_deployment
 
-    child = run_deployment(deployment, timeout=None,
-                           parameters=parameters | {"start": start.isoformat(),
-                                                    "end": end.isoformat()},
-                           flow_run_name=f"backfill[{start:%Y-%m-%d}..{end:%Y-%m-%d}]",
-                           tags=["backfill"])
+    child = cast(
+        FlowRun,
+        run_deployment(  # a sync call returns the FlowRun
+            deployment,
+            timeout=None,
+            parameters=parameters | {"start": start.isoformat(), "end": end.isoformat()},
+            flow_run_name=f"backfill[{start:%Y-%m-%d}..{end:%Y-%m-%d}]",
+            tags=["backfill"],
+        ),
+    )
     if child.state is None or not child.state.is_completed():
-        raise BackfillFailed(f"chunk {start}..{end}: flow run {child.id} ended "
-                             f"{child.state.name if child.state else 'without a state'}")
+        raise BackfillFailed(
+            f"chunk {start}..{end}: flow run {child.id} ended "
+            f"{child.state.name if child.state else 'without a state'}"
+        )
     return str(child.id)
 
 
+@task(name="backfill-selection", tags=["selection"], cache_policy=NO_CACHE)
+def backfill_entities(config: PipelineConfig, start: datetime, end: datetime) -> list[str]:
+    """The entities the backfill's range holds data for: the scope it selects over."""
+    with store_session(config) as store:
+        return entities_with_data(store, to_utc(start), to_utc(end), among=config.entities)
+
+
 @flow(name="backfill", flow_run_name="backfill[{start:%Y-%m-%d}..{end:%Y-%m-%d}]")
-def backfill(start: datetime, end: datetime, chunk: str = "7D", max_concurrent: int = 2,
-             deployment: str | None = "feature-pipeline/manual",
-             parameters: dict[str, Any] | None = None) -> list[str]:
-    """Run the pipeline over [start, end) in chunks; returns the child flow run ids."""
+def backfill(
+    start: datetime,
+    end: datetime,
+    chunk: str = "7D",
+    max_concurrent: int = 2,
+    deployment: str | None = "feature-pipeline/manual",
+    parameters: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Run the pipeline over [start, end) in chunks, then select features once at the end.
+
+    Chunks run without selection (``select=False``): selecting per chunk would redo the
+    whole scope's work every chunk. Returns the child flow run ids and the selection summary.
+    """
     logger = get_run_logger()
     chunks = split_range(start, end, chunk)
-    params = dict(parameters or {})
+    params = dict(parameters or {}) | {"select": False}
     logger.info("%d chunk(s) of %s, at most %d at a time", len(chunks), chunk, max_concurrent)
+    children: list[str] = []
     if deployment is None:
         from flows.pipeline import feature_pipeline
 
         for begin, finish in chunks:
             feature_pipeline(**(params | {"start": begin, "end": finish}))
-        return []
+    else:
+        children = _run_chunks(deployment, chunks, params, max_concurrent)
+    config = PipelineConfig.build(
+        **{
+            k: v
+            for k, v in (params | {"start": start, "end": end, "select": True}).items()
+            if k in PipelineConfig.model_fields and v is not None
+        }
+    )
+    entities = backfill_entities(config, start, end)
+    from flows.pipeline import select_scope_levels
+
+    run_id = str(flow_run.get_id() or "local")
+    selection = select_scope_levels(config, entities, run_id) if entities else {}
+    return {"chunks": children, "entities": entities, "selection": selection}
+
+
+def _run_chunks(
+    deployment: str, chunks: list[tuple[Any, Any]], params: dict[str, Any], max_concurrent: int
+) -> list[str]:
     pending: list[PrefectFuture[str]] = []
     done: list[PrefectFuture[str]] = []
     for begin, finish in chunks:
@@ -63,8 +116,9 @@ def backfill(start: datetime, end: datetime, chunk: str = "7D", max_concurrent: 
             finished = next(as_completed(pending))
             pending.remove(finished)
             done.append(finished)
-        pending.append(run_chunk.submit(deployment, begin.to_pydatetime(),
-                                        finish.to_pydatetime(), params))
+        pending.append(
+            run_chunk.submit(deployment, begin.to_pydatetime(), finish.to_pydatetime(), params)
+        )
     done += pending
     for future in done:
         future.wait()

@@ -2,7 +2,9 @@
 
 Deployed twice (``era-features/gpu`` on gpu-pool, ``era-features/cpu`` on cpu-pool); the
 parent flow calls it in process or through ``run_deployment``. Parameters are plain JSON
-(batch and config dicts), so a pool worker on another host can receive them.
+(batch and config dicts), so a pool worker on another host can receive them. Whether an era
+is due was decided by the store (its feature ledger) when the eras were updated; every batch
+given here is computed.
 """
 
 from __future__ import annotations
@@ -14,45 +16,43 @@ from prefect import flow, get_run_logger
 from eraflow.batches import EraBatch
 from eraflow.config import PipelineConfig
 from eraflow.features import gpu_available
-from tasks.caching import stored
-from tasks.features import engine_settings_hash, era_features
-from tasks.tsfresh import era_tsfresh_features, tsfresh_settings_hash
-
-ENGINES = ["numpy", "cupy"]
+from tasks.features import era_features
+from tasks.tsfresh import era_tsfresh_features
 
 
 def _failures(futures: list[Any]) -> list[str]:
-    return [f"{f.state.name}: {f.state.message}" for f in futures
-            if not f.state.is_completed()]
+    return [f"{f.state.name}: {f.state.message}" for f in futures if not f.state.is_completed()]
 
 
 @flow(name="era-features", flow_run_name="era-features[{device}]")
-def era_features_flow(batches: list[dict[str, Any]], config: dict[str, Any],
-                      device: Literal["auto", "gpu", "cpu"] = "auto",
-                      run_id: str = "local") -> dict[str, int]:
+def era_features_flow(
+    batches: list[dict[str, Any]],
+    config: dict[str, Any],
+    device: Literal["auto", "gpu", "cpu"] = "auto",
+    run_id: str = "local",
+) -> dict[str, int]:
     """Compute and store the features of every batch; fail naming each failed batch."""
     settings = PipelineConfig.build(**config)
     era_batches = [EraBatch.model_validate(b) for b in batches]
     if device == "gpu" and not gpu_available():
         # A gpu-pool worker without a usable CUDA device still does the work, on NumPy.
-        get_run_logger().warning("no CUDA device on this worker: %d batches on the CPU",
-                                 len(era_batches))
+        get_run_logger().warning(
+            "no CUDA device on this worker: %d batches on the CPU", len(era_batches)
+        )
         device = "cpu"
-    # A cache hit skips the write: batches whose rows the store lost are recomputed.
-    engine_hash, tsfresh_hash = engine_settings_hash(settings), tsfresh_settings_hash(settings)
-    engine = [era_features.with_options(
-        refresh_cache=not stored(settings, b, ENGINES, engine_hash))
-        .submit(b, settings, run_id, device) for b in era_batches]
-    tsfresh = [era_tsfresh_features.with_options(
-        refresh_cache=not stored(settings, b, ["tsfresh"], tsfresh_hash))
-        .submit(b, settings, run_id) for b in era_batches
-        if b.level in settings.tsfresh_levels]
+    engine = [
+        era_features.submit(b, settings, run_id, device) for b in era_batches if b.stage == "engine"
+    ]
+    tsfresh = [
+        era_tsfresh_features.submit(b, settings, run_id)
+        for b in era_batches
+        if b.stage == "tsfresh"
+    ]
     for future in engine + tsfresh:
         future.wait()
     failed = _failures(engine) + _failures(tsfresh)
     if failed:
         raise RuntimeError(f"{len(failed)} era batch task(s) failed:\n" + "\n".join(failed))
-    rows = {"engine": sum(f.result() for f in engine),
-            "tsfresh": sum(f.result() for f in tsfresh)}
+    rows = {"engine": sum(f.result() for f in engine), "tsfresh": sum(f.result() for f in tsfresh)}
     get_run_logger().info("%d batches on %s: %s", len(era_batches), device, rows)
     return rows

@@ -30,8 +30,13 @@ def make_task_runner(config: PipelineConfig) -> TaskRunner[Any]:
     if config.dask_address:
         return DaskTaskRunner(address=config.dask_address)
     if config.task_runner == "dask-cuda":
-        return DaskTaskRunner(cluster_class=local_cuda_cluster,
-                              cluster_kwargs={"dashboard_address": ":0"})
-    return DaskTaskRunner(cluster_kwargs={"n_workers": config.cpu_workers,
-                                          "threads_per_worker": 1,
-                                          "dashboard_address": ":0"})
+        return DaskTaskRunner(
+            cluster_class=local_cuda_cluster, cluster_kwargs={"dashboard_address": ":0"}
+        )
+    return DaskTaskRunner(
+        cluster_kwargs={
+            "n_workers": config.cpu_workers,
+            "threads_per_worker": 1,
+            "dashboard_address": ":0",
+        }
+    )

@@ -39,8 +39,7 @@ class RunProgress:
         share = 100.0 * done / total if total else 100.0
         if self._artifact is None:
             created = create_progress_artifact(progress=share, description=self._description)
-            self._artifact = created if isinstance(created, UUID) else getattr(
-                created, "id", None)
+            self._artifact = created if isinstance(created, UUID) else getattr(created, "id", None)
         else:
             update_progress_artifact(self._artifact, progress=share)
         if self._bar is None:
@@ -48,6 +47,13 @@ class RunProgress:
         self._bar.set_postfix_str(label, refresh=False)
         self._bar.update(done - self._bar.n)
         if done >= total:
+            self._bar.close()
+
+    def finish(self) -> None:
+        """Mark the work complete (100 %), also when no step was ever reported."""
+        if self._artifact is not None:
+            update_progress_artifact(self._artifact, progress=100.0)
+        if self._bar is not None:
             self._bar.close()
 
 

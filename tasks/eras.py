@@ -1,4 +1,4 @@
-"""Prefect task for stage 3: multi-level era detection per entity, with an era plot."""
+"""Prefect task for stage 3: re-segment an entity's history into eras, with an era plot."""
 
 from __future__ import annotations
 
@@ -11,11 +11,12 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from eraflow.batches import EraBatch, assign_stable_era_ids, batches_from_eras, grid_fingerprint
+from eraflow.batches import EraBatch, batches_for_todo
 from eraflow.config import PipelineConfig
-from eraflow.eras import EraConfig, EraWarning, detect_eras, plot_eras
-from eraflow.errors import DataError
-from eraflow.grid import entity_frames
+from eraflow.eras import EraConfig, EraWarning, plot_eras
+from eraflow.feature_store import stage_hashes
+from eraflow.grid import grid_step
+from eraflow.history import EraUpdate, update_entity_eras
 from eraflow.store.parquet import entity_slug
 from tasks._common import markdown_image, retry_transient
 from tasks.store import store_session
@@ -28,38 +29,75 @@ def reports_folder(config: PipelineConfig) -> Path:
     return folder
 
 
-@task(name="eras", tags=["cpu", "eras"], retries=1, retry_condition_fn=retry_transient,
-      cache_policy=NO_CACHE, task_run_name="eras[{entity}]")
-def detect_entity_eras(entity: str, config: PipelineConfig, start: pd.Timestamp,
-                       end: pd.Timestamp) -> list[EraBatch]:
-    """Segment one entity's stored grid in [start, end); store the eras; return batches."""
-    logger = get_run_logger()
-    with store_session(config) as store:
-        grid = store.read_grid(entity=entity, start=start, end=end)
-        frames = entity_frames(grid)
-        if entity not in frames:
-            raise DataError(f"no stored grid for {entity} in [{start}, {end})")
-        values, fill_mask = frames[entity]
-        era_config = EraConfig(method=config.era_method,
-                               signals=tuple(config.era_signals) if config.era_signals else None)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", EraWarning)
-            eras = assign_stable_era_ids(detect_eras(values, entity=entity, config=era_config))
-        for warning in caught:
-            logger.warning("%s: %s", entity, warning.message)
-        store.write_table("eras", eras, entity=entity, replace_where={"start": (start, end)})
-    counts = eras.groupby("level").size().to_dict()
-    logger.info("%s: eras per level %s", entity, counts)
+def era_config(config: PipelineConfig) -> EraConfig:
+    """The era detection settings of a pipeline configuration."""
+    return EraConfig(
+        method=config.era_method, signals=tuple(config.era_signals) if config.era_signals else None
+    )
 
-    png = plot_eras(values, eras, path=reports_folder(config) / f"eras-{entity_slug(entity)}.png",
-                    title=f"{entity}: eras {start:%Y-%m-%d} .. {end:%Y-%m-%d}")
-    table = ["| level | eras | median length | method |", "|---|---|---|---|"]
+
+def _publish(entity: str, update: EraUpdate, config: PipelineConfig) -> None:
+    eras = update.eras
+    png = plot_eras(
+        update.values,
+        eras[eras["start"] >= update.values.index.min()],
+        path=reports_folder(config) / f"eras-{entity_slug(entity)}.png",
+    )
+    table = ["| level | eras | median length | mean coverage | method |", "|---|---|---|---|---|"]
     for level, part in eras.groupby("level"):
         median = (part["end"] - part["start"]).median()
-        table.append(f"| {level} | {len(part)} | {median} | {part['method'].iloc[0]} |")
+        table.append(
+            f"| {level} | {len(part)} | {median} | {part['coverage'].mean():.1%} | "
+            f"{part['method'].iloc[0]} |"
+        )
     create_markdown_artifact(
         key="eras-" + re.sub(r"[^a-z0-9-]", "-", entity.lower()),
         markdown="\n".join([markdown_image(png, f"Eras of {entity}"), "", *table]),
         description=f"Era boundaries of {entity} per level (A coarse ⊃ B ⊃ C fine)",
     )
-    return batches_from_eras(eras, fingerprint=grid_fingerprint(values, fill_mask))
+
+
+@task(
+    name="eras",
+    tags=["cpu", "eras"],
+    retries=2,
+    retry_delay_seconds=[2, 10],
+    retry_condition_fn=retry_transient,
+    cache_policy=NO_CACHE,
+    task_run_name="eras[{entity}]",
+)
+def detect_entity_eras(
+    entity: str, config: PipelineConfig, start: pd.Timestamp | None
+) -> list[EraBatch]:
+    """Re-segment ``entity``'s stored history; return batches of eras whose features are due.
+
+    Eras whose bounds and data did not change keep their stored features; see
+    :mod:`eraflow.history`.
+    """
+    logger = get_run_logger()
+    horizon = pd.Timedelta(config.era_horizon) if config.era_horizon else None
+    with store_session(config) as store, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", EraWarning)
+        update = update_entity_eras(
+            store,
+            entity,
+            config=era_config(config),
+            step=grid_step(config.freq),
+            stages=stage_hashes(config),
+            start=start,
+            horizon=horizon,
+        )
+    for warning in caught:
+        logger.warning("%s: %s", entity, warning.message)
+    counts = update.eras.groupby("level").size().to_dict()
+    logger.info(
+        "%s: eras per level %s; %d unchanged, %d changed, %d gone; %d era-stage feature sets due",
+        entity,
+        counts,
+        update.kept,
+        update.changed,
+        update.removed,
+        len(update.todo),
+    )
+    _publish(entity, update, config)
+    return batches_for_todo(update.eras, update.todo, max_rows=config.max_batch_rows)

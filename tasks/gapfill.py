@@ -1,4 +1,4 @@
-"""Prefect task for stage 2: bounded gap-fill with a fill mask and a coverage report."""
+"""Prefect task for stage 2: gap-fill the run's range with its stored margins, and store it."""
 
 from __future__ import annotations
 
@@ -9,31 +9,80 @@ from prefect.cache_policies import NO_CACHE
 
 from eraflow.catalogue import load_catalogue
 from eraflow.config import PipelineConfig
-from eraflow.gapfill import GapFillResult, gap_fill
+from eraflow.grid_update import EntityWrite, recount_coverage, write_entity_range
 from tasks._common import retry_transient
+from tasks.store import store_session
 
 
-@task(name="gap-fill", tags=["cpu", "gapfill"], retries=1, retry_condition_fn=retry_transient,
-      cache_policy=NO_CACHE, task_run_name="gap-fill[{config.freq}]")
-def fill_gaps(grid: pd.DataFrame, config: PipelineConfig,
-              measured: list[tuple[str, str]] | None = None) -> GapFillResult:
-    """Fill short gaps; publish coverage per (entity, sensor) as a table artifact.
+def _coverage_rows(coverage: pd.DataFrame) -> list[dict[str, object]]:
+    """Per (entity, sensor) shares over the days recounted, for people (percent)."""
+    totals = coverage.groupby(["entity", "sensor"], as_index=False)[
+        ["rows", "measured", "filled", "missing"]
+    ].sum()
+    for part in ("measured", "filled", "missing"):
+        totals[f"{part}_%"] = (100 * totals[part] / totals["rows"].clip(lower=1)).round(2)
+    return totals.drop(columns=["measured", "filled", "missing"]).to_dict("records")
 
-    ``measured`` lists the (entity, sensor) pairs that had input: only those can be dead
-    sensors (the grid has every entity's sensors as columns, most absent for some entities).
+
+@task(
+    name="gap-fill",
+    tags=["cpu", "gapfill"],
+    retries=2,
+    retry_delay_seconds=[2, 10],
+    retry_condition_fn=retry_transient,
+    cache_policy=NO_CACHE,
+    task_run_name="gap-fill[{config.freq}]",
+)
+def fill_and_store(
+    grid: pd.DataFrame,
+    config: PipelineConfig,
+    start: pd.Timestamp,
+    end: pd.Timestamp,
+    mapped: dict[str, list[str]] | None = None,
+) -> list[EntityWrite]:
+    """Fill each entity's gaps together with the stored rows around the range; store it.
+
+    Gaps that cross the range's edges are filled as a run over the whole history would fill
+    them (see :mod:`eraflow.grid_update`); daily coverage is recounted and published.
+    ``mapped`` lists each entity's sensors that had input (a dead one is still its own).
     """
     logger = get_run_logger()
-    result = gap_fill(grid, load_catalogue(config.catalogue), freq=config.freq)
-    coverage = result.coverage.copy()
-    for column in ("measured_share", "filled_share", "missing_share"):
-        coverage[column] = (100 * coverage[column]).round(2)
-    coverage["longest_gap"] = coverage["longest_gap"].astype(str)
-    coverage["max_fill_gap"] = coverage["max_fill_gap"].astype(str)
-    create_table_artifact(key="grid-coverage", table=coverage.to_dict("records"),
-                          description="Coverage per entity and sensor (shares in %)")
-    dead = coverage.loc[coverage["all_missing"], ["entity", "sensor"]]
-    for entity, sensor in dead.itertuples(index=False):
-        if measured is None or (entity, sensor) in set(measured):
-            logger.warning("sensor %s of %s has no valid value in this range (all of its "
-                           "values were missing or out of range)", sensor, entity)
-    return result
+    catalogue = load_catalogue(config.catalogue)
+    writes, coverage = [], []
+    with store_session(config) as store:
+        for entity in sorted(grid["entity"].astype(str).unique()):
+            write = write_entity_range(
+                store,
+                grid,
+                entity=entity,
+                catalogue=catalogue,
+                freq=config.freq,
+                start=start,
+                end=end,
+                mapped=(mapped or {}).get(entity, ()),
+            )
+            writes.append(write)
+            coverage.append(
+                recount_coverage(store, entity, freq=config.freq, start=write.start, end=write.end)
+            )
+            logger.info(
+                "%s: stored %d grid rows of %d sensors in [%s, %s)",
+                entity,
+                write.rows,
+                len(write.sensors),
+                write.start,
+                write.end,
+            )
+    table = pd.concat(coverage, ignore_index=True)
+    create_table_artifact(
+        key="grid-coverage",
+        table=_coverage_rows(table),
+        description="Coverage per entity and sensor over the days this run touched (shares in %)",
+    )
+    dead = table.groupby(["entity", "sensor"])["measured"].sum()
+    for (entity, sensor), measured in dead.items():
+        if measured == 0:
+            logger.warning(
+                "sensor %s of %s has no measured value in the days this run touched", sensor, entity
+            )
+    return writes

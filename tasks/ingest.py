@@ -14,33 +14,55 @@ from eraflow.simulate import simulate
 from tasks._common import RunProgress, retry_transient
 
 
-@task(name="ingest", tags=["cpu", "ingest"], retries=2, retry_delay_seconds=[2, 10],
-      retry_condition_fn=retry_transient, cache_policy=NO_CACHE,
-      task_run_name="ingest[{config.source}]")
+@task(
+    name="ingest",
+    tags=["cpu", "ingest"],
+    retries=2,
+    retry_delay_seconds=[2, 10],
+    retry_condition_fn=retry_transient,
+    cache_policy=NO_CACHE,
+    task_run_name="ingest[{config.source}]",
+)
 def ingest_sources(config: PipelineConfig) -> list[pd.DataFrame]:
     """Canonical long rows of every source in the configured range."""
     logger = get_run_logger()
     if config.source == SIMULATOR:
         sim = config.simulator
-        data = simulate(start=sim.start, days=sim.days, entities=sim.entities, seed=sim.seed)
+        data = simulate(
+            start=sim.start, days=sim.days, entities=sim.entities, seed=sim.seed, full=sim.full
+        )
         frames = list(data.sources.values())
-        rows = [{"source": name, "files": "(simulated)", "values": len(frame),
-                 "entities": ", ".join(sorted(frame["entity"].unique()))}
-                for name, frame in data.sources.items()]
+        rows = [
+            {
+                "source": name,
+                "files": "(simulated)",
+                "values": len(frame),
+                "entities": ", ".join(sorted(frame["entity"].unique())),
+            }
+            for name, frame in data.sources.items()
+        ]
     else:
         results = _read_files_or_table(config)
         frames = [r.frame for r in results]
-        rows = [{"source": r.report.source, "files": len(r.report.files),
-                 "rows_read": r.report.rows_read, "values": r.report.values,
-                 "entities": ", ".join(r.report.entities),
-                 "unmapped_columns": ", ".join(r.report.unmapped_columns),
-                 "dst_dropped": r.report.dropped_nonexistent + r.report.dropped_ambiguous,
-                 "first": str(r.report.first_time), "last": str(r.report.last_time)}
-                for r in results]
+        rows = [
+            {
+                "source": r.report.source,
+                "files": len(r.report.files),
+                "rows_read": r.report.rows_read,
+                "values": r.report.values,
+                "entities": ", ".join(r.report.entities),
+                "unmapped_columns": ", ".join(r.report.unmapped_columns),
+                "dst_dropped": r.report.dropped_nonexistent + r.report.dropped_ambiguous,
+                "first": str(r.report.first_time),
+                "last": str(r.report.last_time),
+            }
+            for r in results
+        ]
     if config.entities is not None:
         frames = [f[f["entity"].isin(config.entities)] for f in frames]
-    create_table_artifact(key="ingest-report", table=rows,
-                          description=f"Sources read for {config.source}")
+    create_table_artifact(
+        key="ingest-report", table=rows, description=f"Sources read for {config.source}"
+    )
     logger.info("ingested %d values from %d source(s)", sum(map(len, frames)), len(frames))
     return frames
 
@@ -51,10 +73,26 @@ def _read_files_or_table(config: PipelineConfig) -> list[IngestResult]:
         from blocks.postgres import PostgresConnection
 
         source = PostgresSourceConfig.parse(config.postgres_source or {})
-        block = PostgresConnection.load(str(config.source_block).split("/")[-1])
+        block: PostgresConnection = PostgresConnection.load(  # type: ignore[assignment]
+            str(config.source_block).split("/")[-1]
+        )
         with block.connect() as connection:
-            return [read_postgres(source, connection, start=config.start, end=config.end,
-                                  entities=config.entities, progress=progress)]
+            return [
+                read_postgres(
+                    source,
+                    connection,
+                    start=config.start,
+                    end=config.end,
+                    entities=config.entities,
+                    progress=progress,
+                )
+            ]
     mapping = load_mapping(config.source)
-    return read_mapping(mapping, config.data_root or ".", start=config.start, end=config.end,
-                        sources=config.sources, progress=progress)
+    return read_mapping(
+        mapping,
+        config.data_root or ".",
+        start=config.start,
+        end=config.end,
+        sources=config.sources,
+        progress=progress,
+    )

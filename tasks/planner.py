@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 from prefect import get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
@@ -11,37 +12,53 @@ from eraflow.catalogue import load_catalogue
 from eraflow.config import PipelineConfig
 from eraflow.features import gpu_available
 from eraflow.planner import Plan, PlannerSettings, plan_batches
+from eraflow.store import Key
 from tasks.store import store_session
 
 
 def planner_settings(config: PipelineConfig) -> PlannerSettings:
     """Pools: a GPU pool exists when declared; in process: when this host has a GPU."""
-    has_gpu = config.gpu_pool if config.dispatch == "pools" else (
-        config.device != "cpu" and gpu_available())
-    return PlannerSettings(gpu_available=has_gpu and config.gpu_workers > 0,
-                           gpu_workers=config.gpu_workers if has_gpu else 1,
-                           cpu_workers=config.cpu_workers, gpu_min_cost=config.gpu_min_cost,
-                           max_batch_cost=config.max_batch_cost)
+    has_gpu = (
+        config.gpu_pool
+        if config.dispatch == "pools"
+        else (config.device != "cpu" and gpu_available())
+    )
+    return PlannerSettings(
+        gpu_available=has_gpu and config.gpu_workers > 0,
+        gpu_workers=config.gpu_workers if has_gpu else 1,
+        cpu_workers=config.cpu_workers,
+        gpu_min_cost=config.gpu_min_cost,
+        max_batch_cost=config.max_batch_cost,
+    )
 
 
 @task(name="plan", tags=["cpu", "planner"], cache_policy=NO_CACHE)
-def plan_era_batches(batches: list[EraBatch], sensors_by_entity: dict[str, list[str]],
-                     config: PipelineConfig) -> Plan:
+def plan_era_batches(
+    batches: list[EraBatch], sensors_by_entity: dict[str, list[str]], config: PipelineConfig
+) -> Plan:
     """The plan, also as a table artifact (one row per batch: cost, device, worker, reason)."""
-    with store_session(config) as store:
-        eras = None
-        if config.max_batch_cost is not None:
-            import pandas as pd
-
-            eras = pd.concat([store.read_table("eras", entity=e) for e in sensors_by_entity],
-                             ignore_index=True)
-    plan = plan_batches(batches, eras, sensors_by_entity,
-                        catalogue=load_catalogue(config.catalogue),
-                        settings=planner_settings(config))
+    eras = None
+    if config.max_batch_cost is not None and batches:
+        with store_session(config) as store:
+            eras = pd.concat(
+                [store.read("eras", Key(e)) for e in sensors_by_entity], ignore_index=True
+            )
+    plan = plan_batches(
+        batches,
+        eras,
+        sensors_by_entity,
+        catalogue=load_catalogue(config.catalogue),
+        settings=planner_settings(config),
+    )
     table = plan.to_frame()
-    create_table_artifact(key="era-plan", table=table.to_dict("records"),
-                          description="Era batches: estimated cost, device pool, worker, why")
-    loads = {device: f"makespan {pool.makespan:.3g} (bound {pool.lower_bound:.3g})"
-             for device, pool in plan.pools.items()}
+    create_table_artifact(
+        key="era-plan",
+        table=table.to_dict("records"),
+        description="Era batches: estimated cost, device pool, worker, why",
+    )
+    loads = {
+        device: f"makespan {pool.makespan:.3g} (bound {pool.lower_bound:.3g})"
+        for device, pool in plan.pools.items()
+    }
     get_run_logger().info("plan: %d batches; %s", len(table), loads)
     return plan

@@ -4,34 +4,58 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 import pandas as pd
 
 from eraflow.batches import EraBatch
 from eraflow.config import PipelineConfig
 from eraflow.errors import DataError
-from eraflow.grid import entity_frames
-from eraflow.store import ResultStore
+from eraflow.grid import grid_step
+from eraflow.store import Key, Range, ResultStore
+from eraflow.store.grid import read_entity_grid
 from tasks.store import store_session
 
-BatchSlice = tuple[ResultStore, pd.DataFrame, pd.DataFrame, pd.DataFrame, list[str]]
+
+@dataclass
+class BatchSlice:
+    """The open store, the batch's grid values and fill mask, its eras, its live sensors."""
+
+    store: ResultStore
+    values: pd.DataFrame
+    fill_mask: pd.DataFrame
+    eras: pd.DataFrame
+    sensors: list[str]
+
+    @property
+    def fingerprints(self) -> dict[int, str]:
+        """era_id → the data fingerprint the features are computed on."""
+        return dict(zip(self.eras["era_id"].astype(int), self.eras["fingerprint"], strict=True))
 
 
 @contextmanager
 def read_batch(batch: EraBatch, config: PipelineConfig) -> Iterator[BatchSlice]:
-    """The open store, the batch's grid values and fill mask, its eras, and its live sensors.
-
-    Sensors with no value at all in the slice (another entity's sensor, a dead one) are left
-    out: they would only yield NaN features, and the coverage table already reports them.
-    """
+    """The batch's slice; sensors with no value at all in it are left out (NaN features)."""
     with store_session(config) as store:
-        grid = store.read_grid(entity=batch.entity, start=batch.start, end=batch.end)
-        frames = entity_frames(grid)
-        if batch.entity not in frames:
+        eras = store.read(
+            "eras",
+            Key(
+                batch.entity,
+                {"level": batch.level, "era_id": Range(batch.first_era_id, batch.last_era_id + 1)},
+            ),
+        )
+        if eras.empty:  # another run re-segmented the entity: its eras are that run's work
+            empty = pd.DataFrame(index=pd.DatetimeIndex([], tz="UTC", name="time"))
+            yield BatchSlice(store, empty, empty, eras, [])
+            return
+        values, fill_mask = read_entity_grid(
+            store,
+            batch.entity,
+            step=grid_step(config.freq),
+            start=eras["start"].min(),
+            end=eras["end"].max(),
+        )
+        if values.empty:
             raise DataError(f"no stored grid for {batch.entity} in [{batch.start}, {batch.end})")
-        values, fill_mask = frames[batch.entity]
-        eras = store.read_table("eras", entity=batch.entity)
-        eras = eras[(eras["level"] == batch.level)
-                    & eras["era_id"].between(batch.first_era_id, batch.last_era_id)]
         sensors = [s for s in values.columns if values[s].notna().any()]
-        yield store, values, fill_mask, eras, sensors
+        yield BatchSlice(store, values, fill_mask, eras, sensors)

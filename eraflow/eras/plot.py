@@ -77,7 +77,8 @@ def plot_eras(
         ax.tick_params(labelsize=7)
         for lv in levels:
             colour, width, alpha = _STYLE[lv]
-            starts = eras.loc[(eras["level"] == lv) & (eras["era_id"] > 0), "start"]
+            of_level = eras.loc[eras["level"] == lv, "start"]
+            starts = of_level[of_level > of_level.min()]  # boundaries: not the first start
             # one collection per level: thousands of axvline calls take seconds
             ax.vlines(
                 list(starts),

@@ -4,13 +4,23 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from eraflow.store.base import TABLES, ResultStore
+from eraflow.store.base import Key, Range, ResultStore
 from eraflow.store.parquet import ParquetStore
+from eraflow.store.tables import TABLES, Table, table
 
 if TYPE_CHECKING:
     from eraflow.store.postgres import PostgresStore
 
-__all__ = ["TABLES", "ParquetStore", "PostgresStore", "ResultStore"]
+__all__ = [
+    "TABLES",
+    "Key",
+    "ParquetStore",
+    "PostgresStore",
+    "Range",
+    "ResultStore",
+    "Table",
+    "table",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -1,50 +1,153 @@
-"""The store interface every backend (Parquet directory, PostgreSQL) implements."""
+"""The one store protocol: read, replace and delete by key range, describe, lock, close.
+
+Flows and tasks use a store through this protocol only, never knowing whether it is a Parquet
+folder or a PostgreSQL schema. A key range names one owner (an entity, or a selection scope)
+and conditions on other columns; a replace deletes what the range holds and inserts the new
+rows in one atomic step, so a re-run never duplicates rows and never touches rows outside its
+range.
+"""
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Protocol, runtime_checkable
 
 import pandas as pd
+import pyarrow as pa
 
-TABLES = ("grid", "coverage", "eras", "features", "selection", "feature_matrix")
+from eraflow.errors import StoreError
+from eraflow.store.tables import Table
+
+
+@dataclass(frozen=True)
+class Range:
+    """``low <= column < high``; either end may be open (None)."""
+
+    low: Any = None
+    high: Any = None
+
+
+Condition = Any
+"""A condition on one column: a value (equality), a list/tuple/set (membership) or a Range."""
+
+
+@dataclass(frozen=True)
+class Key:
+    """Rows of one owner (entity or scope) that meet every condition in ``where``.
+
+    ``Key("kj_no3", {"level": "C", "era_id": [1, 2]})``;
+    ``Key("kj_no3", {"time": Range(start, end)})``.
+    """
+
+    owner: str
+    where: Mapping[str, Condition] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.owner, str) or not self.owner:
+            raise StoreError(f"a key needs an owner (entity or scope), got {self.owner!r}")
+
+    def condition(self, column: str) -> Condition | None:
+        """The condition on ``column`` (None when the key does not restrict it)."""
+        return self.where.get(column)
+
+
+def check_key(spec: Table, key: Key) -> None:
+    """Refuse conditions on columns the table does not have (before anything is touched)."""
+    for column in key.where:
+        spec.kind(column)
+        if column == spec.owner:
+            raise StoreError(f"{spec.name}: the owner {spec.owner!r} is Key.owner, not a condition")
+
+
+def matching(frame: pd.DataFrame, spec: Table, key: Key) -> pd.Series:
+    """Which rows of ``frame`` the key range holds (owner and every condition)."""
+    hit = frame[spec.owner].astype(str) == key.owner
+    for column, condition in key.where.items():
+        values = frame[column]
+        if isinstance(condition, Range):
+            if condition.low is not None:
+                hit &= values >= condition.low
+            if condition.high is not None:
+                hit &= values < condition.high
+        elif isinstance(condition, list | tuple | set | frozenset):
+            hit &= values.isin(list(condition))
+        else:
+            hit &= values == condition
+    return hit.fillna(False).astype(bool)
+
+
+def check_rows(spec: Table, frame: pd.DataFrame, key: Key) -> pd.DataFrame:
+    """The frame with the table's columns in order; refuses rows outside the key range.
+
+    A replace may only insert rows its key range deletes again on a re-run: otherwise a re-run
+    would duplicate them (a row outside the range) or a write could reach another owner.
+    """
+    missing = [c for c in spec.names if c not in frame.columns]
+    if missing:
+        raise StoreError(f"{spec.name}: the frame lacks columns {missing}; it needs {spec.names}")
+    out = frame[spec.names]
+    if len(out):
+        outside = int((~matching(out, spec, key)).sum())
+        if outside:
+            raise StoreError(
+                f"{spec.name}: {outside} of {len(out)} rows lie outside the key "
+                f"range {key} being replaced; nothing was written"
+            )
+        if out.duplicated(list(spec.key)).any():
+            raise StoreError(
+                f"{spec.name}: the frame has duplicate keys {list(spec.key)}; nothing was written"
+            )
+    return out
 
 
 @runtime_checkable
 class ResultStore(Protocol):
-    """Idempotent storage of pipeline results, keyed as in DESIGN.md.
+    """Where the tables live; see :mod:`eraflow.store.tables` for what each holds."""
 
-    Writing a range replaces what was stored for that range and entity; it never
-    duplicates rows and never touches rows outside the range.
-    """
-
-    def write_grid(self, grid: pd.DataFrame, *, start: pd.Timestamp,
-                   end: pd.Timestamp) -> int:
-        """Replace the grid rows of every entity in ``grid`` within [start, end)."""
+    def read(
+        self, table: str, key: Key | None = None, *, columns: Sequence[str] | None = None
+    ) -> pd.DataFrame:
+        """The rows of ``key`` (None: the whole table) in key order."""
         ...
 
-    def read_grid(self, *, entity: str | None = None, start: pd.Timestamp | None = None,
-                  end: pd.Timestamp | None = None) -> pd.DataFrame:
-        """Grid rows (time, entity, sensors, masks) in [start, end)."""
+    def read_batches(
+        self, table: str, key: Key, *, columns: Sequence[str]
+    ) -> Iterator[pa.RecordBatch]:
+        """The same rows as arrow batches, for readers that must stay small in memory."""
         ...
 
-    def write_table(self, table: str, frame: pd.DataFrame, *, entity: str,
-                    replace_where: dict[str, object] | None = None) -> int:
-        """Replace one entity's rows matching ``replace_where`` by ``frame``.
-
-        Conditions: ``value`` (equality), ``[a, b]`` (membership), ``(low, high)``
-        (low <= column < high); all must hold; None replaces all of the entity's rows.
-        """
+    def replace(self, table: str, frame: pd.DataFrame, key: Key) -> int:
+        """Delete the rows of ``key`` and insert ``frame`` (rows inside ``key``), atomically."""
         ...
 
-    def has_rows(self, table: str, *, entity: str, where: dict[str, object] | None = None
-                 ) -> bool:
-        """Whether any stored row of ``entity`` matches ``where`` (cache checks)."""
+    def delete(self, table: str, key: Key) -> int:
+        """Delete the rows of ``key``; returns how many."""
         ...
 
-    def read_table(self, table: str, *, entity: str | None = None) -> pd.DataFrame:
-        """A whole table, or one entity's rows."""
+    def owners(self, table: str) -> list[str]:
+        """The owners (entities or scopes) with rows in ``table``, sorted."""
+        ...
+
+    def lock(self, owner: str) -> AbstractContextManager[None]:
+        """Exclusive, cross-process, per-owner section (segmenting an entity, say)."""
         ...
 
     def describe(self) -> str:
-        """Where the results are, for people (a path or a redacted DSN)."""
+        """Where the results are, for people (a folder, or a DSN without its password)."""
         ...
+
+    def close(self) -> None:
+        """Release connections; the store reopens on next use."""
+        ...
+
+    def __enter__(self) -> ResultStore: ...
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None: ...

@@ -1,15 +1,22 @@
-"""A Parquet directory store: one dataset folder per table, readable whole with pandas.
+"""A Parquet directory store: one dataset folder per table, partitioned by owner and key range.
 
-Layout: ``<root>/grid/<entity>/<YYYY-MM>.parquet`` (one file per entity and month, so a
-re-run of a range rewrites only the months it touches) and ``<root>/<table>/<entity>.parquet``
-for the small keyed tables. Every file is written to a temporary name and moved into place
-with ``os.replace``, so a crash leaves each file either old or new, never half-written, and a
-re-run repairs the rest. All files of a table share one schema (new sensor columns are added to
-the older files), so ``pandas.read_parquet("<root>/grid")`` reads the table whole.
+Layout (``<owner>`` is the entity or scope as a safe folder name, see :func:`entity_slug`):
 
-Writers of one table file (threads, or processes on one host such as Dask workers) take an
-exclusive advisory lock (``flock``) around their read-modify-write, so concurrent era batches
-of one entity never lose each other's rows. Readers need no lock: files are replaced atomically.
+- ``grid/<owner>/<YYYY-MM>.parquet``, ``coverage/<owner>/<YYYY-MM>.parquet``: by month;
+- ``eras/<owner>/<level>.parquet``, ``feature_ledger/...``, ``selection/...``: by level;
+- ``features/<owner>/<level>/<era_id>-<stage>.parquet``: one file per era and stage;
+- ``feature_matrix/<scope>/<entity>/<level>.parquet``.
+
+A write touches only the files of its key range: it reads each, drops the rows of the range,
+adds the new rows and moves the result into place with ``os.replace`` (a crash leaves each
+file old or new, never half-written). Every file of a table has the table's one declared
+schema, so ``pandas.read_parquet("<root>/<table>")`` reads exactly the current rows, and no
+write ever rewrites other files to unify schemas. Reads list the files of the key range and
+push the rest of the range down as a ``pyarrow.dataset`` filter.
+
+Writers of one owner's files (threads, or processes on one host) hold an exclusive ``flock``
+on the owner's folder for their read-modify-write; readers need none (files are replaced
+atomically). Hidden files (``.lock``, ``.owner``, temporary ``.*.tmp``) are ignored by readers.
 """
 
 from __future__ import annotations
@@ -19,32 +26,37 @@ import hashlib
 import os
 import re
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from types import TracebackType
 
-import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from eraflow.errors import StoreError
-from eraflow.grid import MASK_PREFIX
-from eraflow.store.base import TABLES
+from eraflow.store.arrow import empty_frame, key_filter, sort_by_key, to_arrow, to_frame
+from eraflow.store.base import Key, Range, check_key, check_rows
+from eraflow.store.tables import ENGINE_STAGES, Table, table
+
+OWNER_FILE = ".owner"
 
 
 def entity_slug(entity: str) -> str:
-    """A file-system-safe, collision-free folder name for an entity."""
+    """A file-system-safe, collision-free folder name for an entity (or scope)."""
     slug = re.sub(r"[^A-Za-z0-9_.-]", "_", entity)
-    if slug != entity or slug in {"", ".", ".."}:
-        slug = f"{slug}-{hashlib.sha1(entity.encode()).hexdigest()[:8]}"
+    if slug != entity or slug in {"", ".", ".."} or slug.startswith((".", "_")):
+        slug = f"{slug.lstrip('._') or 'x'}-{hashlib.sha1(entity.encode()).hexdigest()[:8]}"
     return slug
 
 
 @contextmanager
-def _exclusive(path: Path) -> Iterator[None]:
-    """Hold an exclusive lock on ``path``'s lock file for a read-modify-write."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with (path.parent / f".{path.name}.lock").open("a") as handle:
+def exclusive(lock_file: Path) -> Iterator[None]:
+    """Hold an exclusive advisory lock on ``lock_file`` (made when absent)."""
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    with lock_file.open("a") as handle:
         fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
         try:
             yield
@@ -52,214 +64,233 @@ def _exclusive(path: Path) -> Iterator[None]:
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
-def _atomic_write(frame: pd.DataFrame, path: Path) -> None:
+def _atomic_write(data: pa.Table, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
-        frame.to_parquet(tmp, index=False)
+        pq.write_table(data, tmp, compression="zstd")
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
 
 
-def _matches(frame: pd.DataFrame, where: dict[str, object] | None, table: str) -> pd.Series:
-    """Rows meeting every condition: value (==), [a, b] (membership), (low, high) (range)."""
-    hit = pd.Series(True, index=frame.index)
-    for column, condition in (where or {}).items():
-        if column not in frame:
-            raise StoreError(f"{table} has no column {column!r}")
-        if isinstance(condition, tuple):
-            low, high = condition
-            hit &= (frame[column] >= low) & (frame[column] < high)
-        elif isinstance(condition, list | set | frozenset):
-            hit &= frame[column].isin(list(condition))
-        else:
-            hit &= frame[column] == condition
-    return hit
+def _values(condition: object) -> list[object] | None:
+    """The listed values of an equality or membership condition (None for ranges/absent)."""
+    if condition is None or isinstance(condition, Range):
+        return None
+    if isinstance(condition, list | tuple | set | frozenset):
+        return list(condition)
+    return [condition]
 
 
-def _grid_column_order(columns: Iterable[str]) -> list[str]:
-    columns = list(columns)
-    values = sorted(c for c in columns if c not in ("time", "entity")
-                    and not c.startswith(MASK_PREFIX))
-    masks = sorted(c for c in columns if c.startswith(MASK_PREFIX))
-    return ["time", "entity", *values, *masks]
-
-
-def _conform(frame: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    out = frame.copy()
-    for column in columns:
-        if column not in out:
-            out[column] = False if column.startswith(MASK_PREFIX) else np.nan
-    out = out[columns]
-    types = {c: ("bool" if c.startswith(MASK_PREFIX) else "float64")
-             for c in columns if c not in ("time", "entity")}
-    for column in columns:
-        if column.startswith(MASK_PREFIX):
-            # NaN (a sensor absent for an entity) means "not filled"; astype(bool) says True.
-            out[column] = out[column].astype("boolean").fillna(False)
-    out = out.astype(types | {"entity": "string"})
-    out["time"] = out["time"].astype("datetime64[us, UTC]")
-    return out
+def _months(low: object, high: object) -> list[str] | None:
+    if low is None or high is None:
+        return None
+    first = pd.Timestamp(low).tz_convert(None).to_period("M")
+    last = (pd.Timestamp(high) - pd.Timedelta(1, "us")).tz_convert(None).to_period("M")
+    if last < first:
+        return []
+    return [str(m) for m in pd.period_range(first, last, freq="M")]
 
 
 class ParquetStore:
-    """Results in a local folder (the embedded default)."""
+    """Results in a local folder (the embedded default); see the module docstring."""
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
+
+    def __enter__(self) -> ParquetStore:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        value: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Nothing to release: files are opened per call."""
+
+    def __repr__(self) -> str:
+        return f"ParquetStore({self.describe()!r})"
 
     def describe(self) -> str:
         """The store folder."""
         return str(self.root.resolve())
 
-    def table_path(self, table: str) -> Path:
-        """The dataset folder of ``table``."""
-        if table not in TABLES:
-            raise StoreError(f"unknown table {table!r}; tables are {TABLES}")
-        return self.root / table
+    def table_path(self, name: str) -> Path:
+        """The dataset folder of table ``name``."""
+        return self.root / table(name).name
 
-    # grid -----------------------------------------------------------------------------
-    def _grid_files(self) -> list[Path]:
-        return sorted(self.table_path("grid").glob("*/*.parquet"))
+    # layout ---------------------------------------------------------------------------------
+    def _owner_dir(self, spec: Table, owner: str) -> Path:
+        return self.root / spec.name / entity_slug(owner)
 
-    def _grid_schema(self) -> list[str]:
-        files = self._grid_files()
-        return list(pq.read_schema(files[0]).names) if files else []
+    def _file_names(self, spec: Table, rows: pd.DataFrame) -> pd.Series:
+        """The file (relative to the owner's folder) each row belongs in."""
+        if spec.partition == "month":
+            assert spec.time_column is not None
+            times = pd.to_datetime(rows[spec.time_column], utc=True).dt.tz_convert(None)
+            return times.dt.strftime("%Y-%m") + ".parquet"
+        levels = rows["level"].astype(str)
+        if spec.partition == "level":
+            return levels + ".parquet"
+        if spec.partition == "entity-level":
+            slugs = rows["entity"].astype(str).map(entity_slug)
+            return slugs + "/" + levels + ".parquet"
+        stages = rows["engine"].astype(str).map(lambda e: ENGINE_STAGES.get(e, e))
+        return levels + "/" + rows["era_id"].astype("int64").astype(str) + "-" + stages + ".parquet"
 
-    def write_grid(self, grid: pd.DataFrame, *, start: pd.Timestamp,
-                   end: pd.Timestamp) -> int:
-        """Replace each entity's grid rows in [start, end) by the rows of ``grid``."""
-        if start >= end:
-            raise StoreError(f"empty range: start {start} is not before end {end}")
-        outside = grid[(grid["time"] < start) | (grid["time"] >= end)]
-        if len(outside):
-            raise StoreError(f"{len(outside)} grid rows lie outside [{start}, {end})")
-        with _exclusive(self.table_path("grid")):
-            return self._write_grid(grid, start=start, end=end)
+    def _key_files(self, spec: Table, key: Key) -> list[Path]:
+        """Existing files that may hold rows of ``key`` (a superset; the filter does the rest)."""
+        folder = self._owner_dir(spec, key.owner)
+        if not folder.is_dir():
+            return []
+        levels = _values(key.condition("level"))
+        level_globs = [str(v) for v in levels] if levels is not None else ["*"]
+        if spec.partition == "month":
+            assert spec.time_column is not None
+            span = key.condition(spec.time_column)
+            months = _months(span.low, span.high) if isinstance(span, Range) else None
+            names = [f"{m}.parquet" for m in months] if months is not None else ["*.parquet"]
+        elif spec.partition == "level":
+            names = [f"{level}.parquet" for level in level_globs]
+        elif spec.partition == "entity-level":
+            entities = _values(key.condition("entity"))
+            folders = [entity_slug(str(e)) for e in entities] if entities is not None else ["*"]
+            names = [f"{f}/{level}.parquet" for f in folders for level in level_globs]
+        else:
+            ids = _values(key.condition("era_id"))
+            engines = _values(key.condition("engine"))
+            stages = (
+                sorted({ENGINE_STAGES.get(str(e), str(e)) for e in engines})
+                if engines is not None
+                else ["*"]
+            )
+            id_globs = [str(int(str(i))) for i in ids] if ids is not None else ["*"]
+            names = [
+                f"{level}/{i}-{stage}.parquet"
+                for level in level_globs
+                for i in id_globs
+                for stage in stages
+            ]
+        found: set[Path] = set()
+        for name in names:
+            if "*" in name:
+                found.update(p for p in folder.glob(name) if not p.name.startswith("."))
+            elif (folder / name).is_file():
+                found.add(folder / name)
+        return sorted(found)
 
-    def _write_grid(self, grid: pd.DataFrame, *, start: pd.Timestamp,
-                    end: pd.Timestamp) -> int:
-        old_columns = self._grid_schema()
-        columns = _grid_column_order(set(old_columns) | set(grid.columns))
-        if old_columns and set(columns) != set(old_columns):
-            for path in self._grid_files():
-                _atomic_write(_conform(pd.read_parquet(path), columns), path)
-        grid = _conform(grid, columns)
-        months = pd.period_range(start.tz_convert(None).to_period("M"),
-                                 (end - pd.Timedelta(1, "us")).tz_convert(None).to_period("M"),
-                                 freq="M")
-        written = 0
-        for entity, part in grid.groupby("entity", observed=True):
-            folder = self.table_path("grid") / entity_slug(str(entity))
-            part_months = part["time"].dt.tz_convert(None).dt.to_period("M")
-            for month in months:
-                path = folder / f"{month}.parquet"
-                new_rows = part[part_months == month]
-                kept = pd.DataFrame(columns=columns)
-                if path.exists():
-                    old = _conform(pd.read_parquet(path), columns)
-                    kept = old[(old["time"] < start) | (old["time"] >= end)]
-                merged = pd.concat([df for df in (kept, new_rows) if len(df)],
-                                   ignore_index=True) if len(kept) or len(new_rows) else None
-                if merged is None:
+    def _dataset(self, spec: Table, files: list[Path]) -> ds.Dataset:
+        return ds.dataset([str(f) for f in files], schema=spec.schema, format="parquet")
+
+    # reads ----------------------------------------------------------------------------------
+    def read(
+        self, name: str, key: Key | None = None, *, columns: Sequence[str] | None = None
+    ) -> pd.DataFrame:
+        """The rows of ``key`` (None: every owner), in primary-key order."""
+        spec = table(name)
+        wanted = list(columns) if columns is not None else spec.names
+        for column in wanted:
+            spec.kind(column)
+        if key is None:
+            base = self.root / spec.name
+            files = sorted(
+                p
+                for p in base.rglob("*.parquet")
+                if not any(part.startswith(".") for part in p.relative_to(base).parts)
+            )
+            expr = None
+        else:
+            check_key(spec, key)
+            files = self._key_files(spec, key)
+            expr = key_filter(spec, key)
+        if not files:
+            return empty_frame(spec, wanted)
+        data = self._dataset(spec, files).to_table(filter=expr)
+        data = sort_by_key(spec, data)
+        return to_frame(spec, data, wanted)
+
+    def read_batches(
+        self, name: str, key: Key, *, columns: Sequence[str]
+    ) -> Iterator[pa.RecordBatch]:
+        """The rows of ``key`` as arrow record batches (file by file, unsorted)."""
+        spec = table(name)
+        check_key(spec, key)
+        for column in columns:
+            spec.kind(column)
+        files = self._key_files(spec, key)
+        if files:
+            yield from self._dataset(spec, files).to_batches(
+                columns=list(columns), filter=key_filter(spec, key)
+            )
+
+    def owners(self, name: str) -> list[str]:
+        """Owners with a folder in the table (their names as written, from ``.owner``)."""
+        folder = self.root / table(name).name
+        if not folder.is_dir():
+            return []
+        found = []
+        for child in folder.iterdir():
+            marker = child / OWNER_FILE
+            if child.is_dir() and marker.is_file() and any(child.rglob("*.parquet")):
+                found.append(marker.read_text(encoding="utf-8"))
+        return sorted(found)
+
+    # writes ---------------------------------------------------------------------------------
+    def replace(self, name: str, frame: pd.DataFrame, key: Key) -> int:
+        """Delete the rows of ``key`` and insert ``frame``; each touched file atomically."""
+        spec = table(name)
+        check_key(spec, key)
+        rows = check_rows(spec, frame, key)
+        self._rewrite(spec, key, rows)
+        return len(rows)
+
+    def delete(self, name: str, key: Key) -> int:
+        """Delete the rows of ``key``; returns how many were removed."""
+        spec = table(name)
+        check_key(spec, key)
+        return self._rewrite(spec, key, None)
+
+    def _rewrite(self, spec: Table, key: Key, rows: pd.DataFrame | None) -> int:
+        folder = self._owner_dir(spec, key.owner)
+        new_by_file: dict[Path, pa.Table] = {}
+        if rows is not None and len(rows):
+            data = to_arrow(spec, rows)
+            names = self._file_names(spec, rows).to_numpy()
+            for file_name in pd.unique(names):
+                picked = pa.array(names == file_name)
+                new_by_file[folder / str(file_name)] = data.filter(picked)
+        removed = 0
+        with exclusive(folder / ".lock"):
+            marker = folder / OWNER_FILE
+            if not marker.is_file():
+                marker.write_text(key.owner, encoding="utf-8")
+            expr = key_filter(spec, key)
+            for path in sorted(set(self._key_files(spec, key)) | set(new_by_file)):
+                kept = None
+                if path.is_file():
+                    old = pq.read_table(path, schema=spec.schema)
+                    hit = pc.fill_null(
+                        ds.dataset(old).to_table(columns={"hit": expr}).column("hit"), False
+                    )
+                    removed += int(pc.sum(hit).as_py() or 0)
+                    if not pc.any(hit).as_py() and path not in new_by_file:
+                        continue
+                    kept = old.filter(pc.invert(hit))
+                parts = [t for t in (kept, new_by_file.get(path)) if t is not None and t.num_rows]
+                if not parts:
                     path.unlink(missing_ok=True)
                     continue
-                merged = _conform(merged, columns).sort_values("time", kind="stable")
-                _atomic_write(merged.reset_index(drop=True), path)
-                written += len(new_rows)
-        return written
+                merged = sort_by_key(spec, pa.concat_tables(parts))
+                _atomic_write(merged, path)
+        return removed
 
-    def read_grid(self, *, entity: str | None = None, start: pd.Timestamp | None = None,
-                  end: pd.Timestamp | None = None) -> pd.DataFrame:
-        """Grid rows of one or all entities in [start, end), sorted by (entity, time)."""
-        folder = self.table_path("grid")
-        pattern = f"{entity_slug(entity)}/*.parquet" if entity is not None else "*/*.parquet"
-        files = sorted(folder.glob(pattern))
-        if not files:
-            return pd.DataFrame(columns=["time", "entity"])
-        filters = []
-        if start is not None:
-            filters.append(("time", ">=", start))
-        if end is not None:
-            filters.append(("time", "<", end))
-        frames = [pd.read_parquet(f, filters=filters or None) for f in files]
-        frame = pd.concat([f for f in frames if len(f)] or frames[:1], ignore_index=True)
-        if entity is not None:
-            frame = frame[frame["entity"] == entity]
-        columns = _grid_column_order(frame.columns)
-        return _conform(frame, columns).sort_values(["entity", "time"]).reset_index(drop=True)
-
-    # keyed tables ---------------------------------------------------------------------------
-    def write_table(self, table: str, frame: pd.DataFrame, *, entity: str,
-                    replace_where: dict[str, object] | None = None) -> int:
-        """Replace one entity's rows of a keyed table.
-
-        ``replace_where`` selects the old rows to drop: ``{"column": value}`` for equality,
-        ``{"column": [a, b]}`` for membership, ``{"column": (low, high)}`` for
-        low <= value < high; None drops all of the entity's
-        rows. The new rows are then added, all in one atomic file replace.
-        """
-        if table == "grid":
-            raise StoreError("use write_grid for the grid")
-        if "entity" in frame and len(frame) and (frame["entity"] != entity).any():
-            raise StoreError(f"rows for another entity than {entity!r} in {table}")
-        path = self.table_path(table) / f"{entity_slug(entity)}.parquet"
-        # One lock per table: the write may add columns that every file of the table must get.
-        with _exclusive(self.table_path(table)):
-            written = self._replace_rows(path, table, frame, replace_where)
-            self._unify_schema(table)
-        return written
-
-    def _unify_schema(self, table: str) -> None:
-        """Give every file of ``table`` the union of columns (missing ones as nulls).
-
-        pandas.read_parquet on the folder takes one file's schema; without this, columns
-        that only some entities have (selected features, say) would silently vanish.
-        """
-        files = sorted(self.table_path(table).glob("*.parquet"))
-        schemas = {f: pq.read_schema(f) for f in files}
-        union: list[str] = []
-        for schema in schemas.values():
-            union += [name for name in schema.names if name not in union]
-        for path, schema in schemas.items():
-            if schema.names != union:
-                frame = pd.read_parquet(path)
-                for column in union:
-                    if column not in frame:
-                        frame[column] = np.nan
-                _atomic_write(frame[union], path)
-
-    @staticmethod
-    def _replace_rows(path: Path, table: str, frame: pd.DataFrame,
-                      replace_where: dict[str, object] | None) -> int:
-        kept = None
-        if path.exists():
-            old = pd.read_parquet(path)
-            kept = old[~_matches(old, replace_where, table)]
-        merged = pd.concat([f for f in (kept, frame) if f is not None and len(f)],
-                           ignore_index=True) if (kept is not None and len(kept)) or len(
-            frame) else frame.iloc[:0]
-        _atomic_write(merged, path)
-        return len(frame)
-
-    def has_rows(self, table: str, *, entity: str, where: dict[str, object] | None = None
-                 ) -> bool:
-        """Whether any stored row of ``entity`` matches ``where`` (reads only those columns)."""
-        path = self.table_path(table) / f"{entity_slug(entity)}.parquet"
-        if not path.exists():
-            return False
-        frame = pd.read_parquet(path, columns=list(where or {}) or None)
-        return bool(_matches(frame, where, table).any())
-
-    def read_table(self, table: str, *, entity: str | None = None) -> pd.DataFrame:
-        """A keyed table, whole or for one entity (empty frame when absent)."""
-        folder = self.table_path(table)
-        if entity is not None:
-            path = folder / f"{entity_slug(entity)}.parquet"
-            return pd.read_parquet(path) if path.exists() else pd.DataFrame()
-        files = sorted(folder.glob("*.parquet"))
-        if not files:
-            return pd.DataFrame()
-        return pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
-
+    @contextmanager
+    def lock(self, owner: str) -> Iterator[None]:
+        """Exclusive per-owner section across threads and processes of this host (flock)."""
+        with exclusive(self.root / ".locks" / f"{entity_slug(owner)}.lock"):
+            yield

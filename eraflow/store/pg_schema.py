@@ -7,24 +7,12 @@ is opened. The applied versions are recorded in ``<schema>.eraflow_schema_versio
 this: many workers open the store at once (era sub-flows on Dask workers); the lock makes them
 queue instead of racing on ``CREATE TABLE``, and a failed upgrade leaves the old schema intact.
 
-Tables (all in the configured schema, default ``eraflow``):
-
-``grid``
-    Long: (entity, sensor, time) → value, filled. One row per grid cell, NaN stored as NULL.
-    Stored long rather than one column per sensor so new sensors never need an ``ALTER TABLE``
-    on the biggest table; ``PostgresStore.read_grid`` pivots it back to the wide frame. A
-    TimescaleDB hypertable on ``time`` when the ``timescaledb`` extension is installed in the
-    database, a plain table otherwise.
-``grid_sensors``
-    The sensors ever written to the grid, so reads know the column set without scanning.
-``eras``, ``features``
-    Fixed, keyed tables (DESIGN.md): writes upsert on their primary keys.
-``eraflow_columns``
-    Maps frame column names longer than PostgreSQL's 63-byte identifier limit (tsfresh names
-    often are) to the shortened column names actually used, so they round-trip exactly.
-
-``coverage``, ``selection`` and ``feature_matrix`` are created on first write from the frame's
-dtypes (see ``eraflow.store.postgres``), because their columns depend on the run.
+Tables (all in the configured schema, default ``eraflow``) hold the columns declared in
+:mod:`eraflow.store.tables` (a test holds the two together): ``grid`` (long; a TimescaleDB
+hypertable on ``time`` when the ``timescaledb`` extension is installed), ``coverage``, ``eras``,
+``features``, ``feature_ledger``, ``selection`` and ``feature_matrix`` (values as
+``double precision[]``). Migrations 1-2 built v0.1's per-run tables; migration 3 makes them
+scoped (see its description).
 """
 
 from __future__ import annotations
@@ -35,12 +23,11 @@ from dataclasses import dataclass, field
 import psycopg
 from psycopg import sql
 
-from eraflow.errors import ConfigError
+from eraflow.pg import check_identifier
 
 logger = logging.getLogger(__name__)
 
 VERSION_TABLE = "eraflow_schema_version"
-MAX_IDENTIFIER_BYTES = 63
 
 
 @dataclass(frozen=True)
@@ -113,18 +100,68 @@ MIGRATIONS: tuple[Migration, ...] = (
                 UNIQUE (table_name, frame_column))""",
         ),
     ),
+    Migration(
+        3,
+        "scoped runs: era fingerprints, feature ledger, daily coverage, scoped selection, "
+        "feature matrix as arrays (v2's per-run coverage, selection and matrix are derived "
+        "data and are dropped: a run fills the new ones)",
+        (
+            """ALTER TABLE {schema}.eras ALTER COLUMN signals TYPE text
+                USING (signals #>> '{{}}')""",
+            """ALTER TABLE {schema}.eras
+                ADD COLUMN IF NOT EXISTS fingerprint text,
+                ADD COLUMN IF NOT EXISTS coverage double precision,
+                ADD COLUMN IF NOT EXISTS kind text,
+                ADD COLUMN IF NOT EXISTS regime bigint""",
+            "CREATE INDEX IF NOT EXISTS grid_entity_time ON {schema}.grid (entity, time)",
+            "DROP TABLE IF EXISTS {schema}.grid_sensors",
+            "DROP TABLE IF EXISTS {schema}.eraflow_columns",
+            "DROP TABLE IF EXISTS {schema}.coverage",
+            """CREATE TABLE {schema}.coverage (
+                entity text NOT NULL,
+                sensor text NOT NULL,
+                day timestamptz NOT NULL,
+                rows bigint,
+                measured bigint,
+                filled bigint,
+                missing bigint,
+                longest_gap_rows bigint,
+                PRIMARY KEY (entity, sensor, day))""",
+            """CREATE TABLE IF NOT EXISTS {schema}.feature_ledger (
+                entity text NOT NULL,
+                level text NOT NULL,
+                era_id bigint NOT NULL,
+                stage text NOT NULL,
+                fingerprint text,
+                config_hash text,
+                "values" bigint,
+                run_id text,
+                written_at timestamptz,
+                PRIMARY KEY (entity, level, era_id, stage))""",
+            "DROP TABLE IF EXISTS {schema}.selection",
+            """CREATE TABLE {schema}.selection (
+                scope text NOT NULL,
+                level text NOT NULL,
+                feature text NOT NULL,
+                kept boolean,
+                reason text,
+                position bigint,
+                run_id text,
+                PRIMARY KEY (scope, level, feature))""",
+            "DROP TABLE IF EXISTS {schema}.feature_matrix",
+            """CREATE TABLE {schema}.feature_matrix (
+                scope text NOT NULL,
+                entity text NOT NULL,
+                level text NOT NULL,
+                era_id bigint NOT NULL,
+                start timestamptz,
+                "end" timestamptz,
+                "values" double precision[],
+                PRIMARY KEY (scope, entity, level, era_id))""",
+        ),
+    ),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
-
-
-def check_identifier(name: str, what: str) -> str:
-    """A name PostgreSQL will keep as written (quoted): non-empty, no NUL, <= 63 bytes."""
-    if not name or "\x00" in name or len(name.encode()) > MAX_IDENTIFIER_BYTES:
-        raise ConfigError(
-            f"{what} {name!r} is not a usable PostgreSQL name: it must be 1..63 bytes "
-            "without NUL characters"
-        )
-    return name
 
 
 def has_timescale(conn: psycopg.Connection) -> bool:
@@ -135,12 +172,16 @@ def has_timescale(conn: psycopg.Connection) -> bool:
 
 def applied_versions(conn: psycopg.Connection, schema: str) -> list[int]:
     """Versions recorded in the schema's version table (empty when it does not exist)."""
-    exists = conn.execute("SELECT to_regclass(%s)",
-                          [sql.Identifier(schema, VERSION_TABLE).as_string(conn)]).fetchone()
+    exists = conn.execute(
+        "SELECT to_regclass(%s)", [sql.Identifier(schema, VERSION_TABLE).as_string(conn)]
+    ).fetchone()
     if exists is None or exists[0] is None:
         return []
-    rows = conn.execute(sql.SQL("SELECT version FROM {} ORDER BY version").format(
-        sql.Identifier(schema, VERSION_TABLE))).fetchall()
+    rows = conn.execute(
+        sql.SQL("SELECT version FROM {} ORDER BY version").format(
+            sql.Identifier(schema, VERSION_TABLE)
+        )
+    ).fetchall()
     return [int(r[0]) for r in rows]
 
 
@@ -149,7 +190,8 @@ def _render(template: str, conn: psycopg.Connection, schema: str) -> sql.Compose
     # a regclass as text (create_hypertable); Literal doubles any quote inside it.
     regclass = sql.Literal(sql.Identifier(schema, "grid").as_string(conn))
     return sql.SQL(template).format(  # type: ignore[arg-type,unused-ignore]
-        schema=sql.Identifier(schema), grid_regclass=regclass)
+        schema=sql.Identifier(schema), grid_regclass=regclass
+    )
 
 
 def migrate(conn: psycopg.Connection, schema: str = "eraflow") -> list[int]:
@@ -163,10 +205,12 @@ def migrate(conn: psycopg.Connection, schema: str = "eraflow") -> list[int]:
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"eraflow:{schema}"])
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
-        conn.execute(sql.SQL(
-            "CREATE TABLE IF NOT EXISTS {} (version integer PRIMARY KEY, description text "
-            "NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
-        ).format(sql.Identifier(schema, VERSION_TABLE)))
+        conn.execute(
+            sql.SQL(
+                "CREATE TABLE IF NOT EXISTS {} (version integer PRIMARY KEY, description text "
+                "NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+            ).format(sql.Identifier(schema, VERSION_TABLE))
+        )
         have = set(applied_versions(conn, schema))
         timescale = has_timescale(conn)
         for migration in MIGRATIONS:
@@ -177,8 +221,12 @@ def migrate(conn: psycopg.Connection, schema: str = "eraflow") -> list[int]:
             if timescale:
                 for statement in migration.timescale:
                     conn.execute(_render(statement, conn, schema))
-            conn.execute(sql.SQL("INSERT INTO {} (version, description) VALUES (%s, %s)").format(
-                sql.Identifier(schema, VERSION_TABLE)), [migration.version, migration.description])
+            conn.execute(
+                sql.SQL("INSERT INTO {} (version, description) VALUES (%s, %s)").format(
+                    sql.Identifier(schema, VERSION_TABLE)
+                ),
+                [migration.version, migration.description],
+            )
             done.append(migration.version)
     if done:
         logger.info("migrated schema=%s versions=%s timescale=%s", schema, done, timescale)

@@ -14,7 +14,9 @@ from prefect.client.orchestration import get_client
 from prefect.testing.standard_test_suites import BlockStandardTestSuite
 
 from blocks.postgres import PostgresConnection, PostgresStoreBlock
-from eraflow.store.postgres import PostgresConnectionError, PostgresStore
+from eraflow.pg import PostgresConnectionError
+from eraflow.store import Key
+from eraflow.store.postgres import PostgresStore
 from tests.pg import ADMIN_DSN, fresh_database
 
 pytestmark = pytest.mark.postgres
@@ -31,10 +33,15 @@ def database() -> Iterator[str]:
 
 def connection_block(database: str, **kw: object) -> PostgresConnection:
     params = psycopg.conninfo.conninfo_to_dict(ADMIN_DSN)
-    return PostgresConnection(host=str(params.get("host", "127.0.0.1")),
-                              port=int(params.get("port", 5432)), database=database,
-                              user=str(params.get("user", "postgres")), password=SECRET,
-                              sslmode="disable", **kw)
+    return PostgresConnection(
+        host=str(params.get("host", "127.0.0.1")),
+        port=int(params.get("port", 5432)),
+        database=database,
+        user=str(params.get("user", "postgres")),
+        password=SECRET,
+        sslmode="disable",
+        **kw,
+    )
 
 
 @pytest.mark.parametrize("block_class", [PostgresConnection, PostgresStoreBlock])
@@ -49,15 +56,17 @@ class TestBlockStandards(BlockStandardTestSuite):
         assert block._logo_url is None
 
 
-def test_connection_saves_loads_and_hides_the_password(database: str,
-                                                       caplog: pytest.LogCaptureFixture) -> None:
+def test_connection_saves_loads_and_hides_the_password(
+    database: str, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)
     block = connection_block(database)
     assert SECRET not in repr(block) and SECRET not in block.conninfo()
     block.save("pg-test", overwrite=True)
     with get_client(sync_client=True) as client:
         document = client.read_block_document_by_name(
-            "pg-test", block_type_slug="eraflow-postgres-connection", include_secrets=False)
+            "pg-test", block_type_slug="eraflow-postgres-connection", include_secrets=False
+        )
     assert document.data["password"] == "********"
     assert SECRET not in str(document.data)
 
@@ -95,16 +104,28 @@ def test_unreachable_server_error_has_no_password(caplog: pytest.LogCaptureFixtu
 
 def test_store_block_round_trip_opens_a_working_store(database: str) -> None:
     PostgresStoreBlock(connection=connection_block(database), db_schema="blk").save(
-        "pg-store-test", overwrite=True)
+        "pg-store-test", overwrite=True
+    )
     with get_client(sync_client=True) as client:
         document = client.read_block_document_by_name(
-            "pg-store-test", block_type_slug="eraflow-postgres-store", include_secrets=False)
+            "pg-store-test", block_type_slug="eraflow-postgres-store", include_secrets=False
+        )
     assert SECRET not in str(document.data)
     loaded = PostgresStoreBlock.load("pg-store-test")
     assert SECRET not in repr(loaded)
     with loaded.open() as store:
         assert isinstance(store, PostgresStore) and store.schema == "blk"
         assert SECRET not in repr(store) and SECRET not in store.describe()
-        frame = pd.DataFrame({"feature": ["a__mean"], "kept": [True], "reason": [""]})
-        store.write_table("selection", frame, entity="gh")
-        assert store.read_table("selection", entity="gh")["feature"].tolist() == ["a__mean"]
+        frame = pd.DataFrame(
+            {
+                "scope": "gh",
+                "level": "A",
+                "feature": ["a__mean"],
+                "kept": [True],
+                "reason": [""],
+                "position": [0],
+                "run_id": "r",
+            }
+        )
+        store.replace("selection", frame, Key("gh"))
+        assert store.read("selection", Key("gh"))["feature"].tolist() == ["a__mean"]

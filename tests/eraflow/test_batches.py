@@ -5,15 +5,23 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from eraflow.batches import assign_stable_era_ids, batches_from_eras, config_hash
+from eraflow.batches import (
+    EraBatch,
+    assign_stable_era_ids,
+    batches_for_todo,
+    batches_from_eras,
+    config_hash,
+)
 
 T0 = pd.Timestamp("2024-01-01", tz="UTC")
 
 
 def eras() -> pd.DataFrame:
-    rows = [("e", "A", 0, T0, T0 + pd.Timedelta("2D"), 576),
-            ("e", "B", 0, T0, T0 + pd.Timedelta("1D"), 288),
-            ("e", "B", 1, T0 + pd.Timedelta("1D"), T0 + pd.Timedelta("2D"), 288)]
+    rows = [
+        ("e", "A", 0, T0, T0 + pd.Timedelta("2D"), 576),
+        ("e", "B", 0, T0, T0 + pd.Timedelta("1D"), 288),
+        ("e", "B", 1, T0 + pd.Timedelta("1D"), T0 + pd.Timedelta("2D"), 288),
+    ]
     return pd.DataFrame(rows, columns=["entity", "level", "era_id", "start", "end", "rows"])
 
 
@@ -44,23 +52,68 @@ def test_config_hash_is_stable_and_sensitive() -> None:
     assert config_hash({"a": 1}, ["v1"]) != config_hash({"a": 1}, ["v2"])
 
 
-def test_era_id_window_covers_every_era_starting_inside_the_batch() -> None:
-    from eraflow.batches import era_id_window
+def test_max_rows_cuts_between_eras_never_inside_one() -> None:
+    rows = [100, 100, 250, 50, 50]
+    starts = [T0 + pd.Timedelta(hours=i) for i in range(6)]
+    table = pd.DataFrame(
+        {
+            "entity": "e",
+            "level": "C",
+            "era_id": range(5),
+            "start": starts[:5],
+            "end": starts[1:],
+            "rows": rows,
+        }
+    )
+    batches = batches_from_eras(table, max_rows=200)
+    assert [(b.first_era_id, b.last_era_id, b.rows) for b in batches] == [
+        (0, 1, 200),
+        (2, 2, 250),
+        (3, 4, 100),
+    ]
 
-    batch = batches_from_eras(assign_stable_era_ids(eras()))[1]
-    low, high = era_id_window(batch)
-    base = int(T0.timestamp() // 60)
-    assert (low, high) == (base, base + 2 * 24 * 60)
+
+def test_todo_batches_hold_only_due_eras_and_never_span_a_kept_one() -> None:
+    starts = [T0 + pd.Timedelta(hours=i) for i in range(6)]
+    table = pd.DataFrame(
+        {
+            "entity": "e",
+            "level": "C",
+            "era_id": range(5),
+            "start": starts[:5],
+            "end": starts[1:],
+            "rows": 12,
+        }
+    )
+    todo = pd.DataFrame(
+        {
+            "level": "C",
+            "era_id": [0, 1, 3, 4, 4],
+            "stage": ["engine", "engine", "engine", "engine", "tsfresh"],
+        }
+    )
+    batches = batches_for_todo(table, todo)
+    assert [(b.stage, b.first_era_id, b.last_era_id) for b in batches] == [
+        ("engine", 0, 1),
+        ("engine", 3, 4),
+        ("tsfresh", 4, 4),
+    ]
+    assert batches[2].label.endswith("tsfresh")
 
 
-def test_fingerprint_changes_with_inner_boundaries() -> None:
-    table = assign_stable_era_ids(eras())
-    moved = table.copy()
-    moved.loc[2, "start"] = T0 + pd.Timedelta("20h")
-    moved.loc[1, "end"] = T0 + pd.Timedelta("20h")
-    moved = assign_stable_era_ids(moved)
-    a = batches_from_eras(table, fingerprint="grid")[1]
-    b = batches_from_eras(moved, fingerprint="grid")[1]
-    assert (a.start, a.end, a.eras, a.rows) == (b.start, b.end, b.eras, b.rows)
-    assert a.fingerprint != b.fingerprint
-    assert batches_from_eras(table)[1].fingerprint == ""  # no grid fingerprint: no caching
+def test_a_batch_refuses_impossible_bounds() -> None:
+    with pytest.raises(ValueError, match="level"):
+        EraBatch(
+            entity="e",
+            level="Z",
+            start=T0,
+            end=T0 + pd.Timedelta("1h"),
+            eras=1,
+            rows=1,
+            first_era_id=0,
+            last_era_id=0,
+        )
+    with pytest.raises(ValueError, match="not after"):
+        EraBatch(
+            entity="e", level="A", start=T0, end=T0, eras=1, rows=1, first_era_id=0, last_era_id=0
+        )

@@ -1,4 +1,4 @@
-"""Planning, dispatch and caching of era batches, on a real (temporary) Prefect API."""
+"""Planning and dispatch of era batches, on a real (temporary) Prefect API."""
 
 from __future__ import annotations
 
@@ -8,50 +8,58 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterName
 from prefect.logging import disable_run_logger
 
 from eraflow.config import SimulatorSettings
 from flows.pipeline import feature_pipeline
 
 
-def task_states(name: str) -> list[str]:
-    with get_client(sync_client=True) as client:
-        runs = client.read_task_runs(task_run_filter=TaskRunFilter(
-            name=TaskRunFilterName(like_=name)), limit=200)
-    return [r.state.name for r in runs if r.state is not None]
-
-
-def test_second_identical_run_hits_the_cache_for_every_batch(tmp_path: Path) -> None:
-    params = {"store": str(tmp_path / "store"), "selection_levels": ["C"],
-              "simulator": SimulatorSettings(days=3, entities=["cache_x"], seed=5)}
+def test_the_store_decides_which_batches_run(tmp_path: Path) -> None:
+    params = {
+        "store": str(tmp_path / "store"),
+        "selection_levels": ["C"],
+        "simulator": SimulatorSettings(days=3, entities=["cache_x"], seed=5),
+    }
     first = feature_pipeline(**params, return_state=True)
     assert first.is_completed(), first.message
     before = pd.read_parquet(tmp_path / "store" / "features")
-    batches = len(first.result()["eras"])  # one batch per (entity, level)
+    assert len(first.result()["batches"]) == 4  # engine at A, B, C; tsfresh at A
 
     second = feature_pipeline(**params, return_state=True)
     assert second.is_completed(), second.message
-    # Every era batch's engine and tsfresh task was served from the cache, none recomputed.
-    engine = [s for s in task_states("features[") if s == "Cached"]
-    tsfresh = [s for s in task_states("tsfresh[") if s == "Cached"]
-    assert len(engine) == batches
-    assert len(tsfresh) == 1  # tsfresh runs on level A only: one batch
+    # The feature ledger holds every era with its fingerprint and settings: nothing runs.
+    assert second.result()["batches"] == {} and second.result()["feature_rows"] == 0
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "store" / "features"), before)
 
-    # A changed setting changes the key: the batches run again.
+    # A changed setting changes the ledger's hash: the engine batches run again, and replace
+    # the old profile's rows (tsfresh's settings include the engine profile, so it reruns too).
     third = feature_pipeline(**params, features_profile="minimal", return_state=True)
     assert third.is_completed()
-    assert len([s for s in task_states("features[") if s == "Cached"]) == batches
+    assert len(third.result()["batches"]) == 4
+    after = pd.read_parquet(tmp_path / "store" / "features")
+    engine = after[after["engine"] == "numpy"]
+    assert (
+        engine.groupby(["level", "era_id"]).size().max()
+        < before.groupby(["level", "era_id"]).size().max()
+    )
+    # the store wiped: everything runs again
+    import shutil
+
+    shutil.rmtree(tmp_path / "store")
+    fourth = feature_pipeline(**params, return_state=True)
+    assert fourth.is_completed() and len(fourth.result()["batches"]) == 4
 
 
 def test_plan_artifact_and_in_process_dispatch(tmp_path: Path) -> None:
-    state = feature_pipeline(store=str(tmp_path / "s"), cpu_workers=3,
-                             simulator=SimulatorSettings(days=3, entities=["plan_y"]),
-                             return_state=True)
+    state = feature_pipeline(
+        store=str(tmp_path / "s"),
+        cpu_workers=3,
+        simulator=SimulatorSettings(days=3, entities=["plan_y"]),
+        return_state=True,
+    )
     assert state.is_completed(), state.message
     summary = state.result()
-    assert summary["plan"] == {"cpu": len(summary["eras"])}  # no GPU here: all on CPU
+    assert summary["plan"] == {"cpu": len(summary["batches"])}  # no GPU here: all on CPU
     with get_client(sync_client=True) as client:
         artifact = client.read_latest_artifacts(limit=50)
     plan = next(a for a in artifact if a.key == "era-plan")
@@ -59,7 +67,8 @@ def test_plan_artifact_and_in_process_dispatch(tmp_path: Path) -> None:
 
 
 def test_gpu_out_of_memory_recomputes_the_batch_on_cpu(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import tasks.features as stage
     from eraflow.batches import EraBatch
     from eraflow.config import PipelineConfig
@@ -77,15 +86,24 @@ def test_gpu_out_of_memory_recomputes_the_batch_on_cpu(
         return real(*args, device=device, **kwargs)  # type: ignore[arg-type]
 
     store = tmp_path / "s"
-    first = feature_pipeline(store=str(store), selection_levels=["A"],
-                             simulator=SimulatorSettings(days=2, entities=["oom"]),
-                             return_state=True)
+    first = feature_pipeline(
+        store=str(store),
+        selection_levels=["A"],
+        simulator=SimulatorSettings(days=2, entities=["oom"]),
+        return_state=True,
+    )
     assert first.is_completed()
     eras = pd.read_parquet(store / "eras").query("level == 'A'")
-    batch = EraBatch(entity="oom", level="A", start=eras["start"].min(), end=eras["end"].max(),
-                     eras=len(eras), rows=int(eras["rows"].sum()),
-                     first_era_id=int(eras["era_id"].min()),
-                     last_era_id=int(eras["era_id"].max()))
+    batch = EraBatch(
+        entity="oom",
+        level="A",
+        start=eras["start"].min(),
+        end=eras["end"].max(),
+        eras=len(eras),
+        rows=int(eras["rows"].sum()),
+        first_era_id=int(eras["era_id"].min()),
+        last_era_id=int(eras["era_id"].max()),
+    )
     monkeypatch.setattr(stage, "compute_features", on_a_full_gpu)
     monkeypatch.setattr(stage, "_gpu_slot", lambda device: contextlib.nullcontext())
     config = PipelineConfig.build(store=store, selection_levels=["A"])
@@ -97,26 +115,34 @@ def test_gpu_out_of_memory_recomputes_the_batch_on_cpu(
 
 
 def test_dask_runner_gives_the_same_features(tmp_path: Path) -> None:
-    params = {"selection_levels": ["A"],
-              "simulator": SimulatorSettings(days=2, entities=["dask_z"], seed=9)}
+    params = {
+        "selection_levels": ["A"],
+        "simulator": SimulatorSettings(days=2, entities=["dask_z"], seed=9),
+    }
     threads = feature_pipeline(store=str(tmp_path / "threads"), **params, return_state=True)
-    dask = feature_pipeline(store=str(tmp_path / "dask"), task_runner="dask", cpu_workers=2,
-                            **params, return_state=True)
+    dask = feature_pipeline(
+        store=str(tmp_path / "dask"), task_runner="dask", cpu_workers=2, **params, return_state=True
+    )
     assert threads.is_completed() and dask.is_completed(), dask.message
     keys = ["entity", "level", "era_id", "sensor", "feature"]
     a = pd.read_parquet(tmp_path / "threads" / "features").sort_values(keys)
     b = pd.read_parquet(tmp_path / "dask" / "features").sort_values(keys)
-    pd.testing.assert_series_equal(a["value"].reset_index(drop=True),
-                                   b["value"].reset_index(drop=True))
+    pd.testing.assert_series_equal(
+        a["value"].reset_index(drop=True), b["value"].reset_index(drop=True)
+    )
 
 
 def test_daily_run_processes_the_previous_utc_day(tmp_path: Path) -> None:
     today = pd.Timestamp.now(tz="UTC").floor("D")
     start = (today - pd.Timedelta("3D")).tz_convert(None).to_pydatetime()
-    state = feature_pipeline(store=str(tmp_path), previous_day=True, selection_levels=[],
-                             tsfresh_levels=[],
-                             simulator=SimulatorSettings(days=4, entities=["day"], start=start),
-                             return_state=True)
+    state = feature_pipeline(
+        store=str(tmp_path),
+        previous_day=True,
+        selection_levels=[],
+        tsfresh_levels=[],
+        simulator=SimulatorSettings(days=4, entities=["day"], start=start),
+        return_state=True,
+    )
     assert state.is_completed(), state.message
     summary = state.result()
     assert summary["start"] == str(today - pd.Timedelta("1D"))
@@ -125,13 +151,16 @@ def test_daily_run_processes_the_previous_utc_day(tmp_path: Path) -> None:
 
 
 def test_switching_settings_back_never_serves_stale_features(tmp_path: Path) -> None:
-    params = {"store": str(tmp_path / "s"), "selection_levels": [], "tsfresh_levels": [],
-              "simulator": SimulatorSettings(days=2, entities=["flip"], seed=4)}
+    params = {
+        "store": str(tmp_path / "s"),
+        "selection_levels": [],
+        "tsfresh_levels": [],
+        "simulator": SimulatorSettings(days=2, entities=["flip"], seed=4),
+    }
     keys = ["entity", "level", "era_id", "sensor", "feature"]
     assert feature_pipeline(**params, return_state=True).is_completed()
     efficient = pd.read_parquet(tmp_path / "s" / "features").sort_values(keys)
-    assert feature_pipeline(**params, features_profile="minimal",
-                            return_state=True).is_completed()
+    assert feature_pipeline(**params, features_profile="minimal", return_state=True).is_completed()
     minimal = pd.read_parquet(tmp_path / "s" / "features")
     assert len(minimal) < len(efficient)
     # Back to efficient: the old cache entry exists, but the store holds minimal rows, so the
@@ -139,5 +168,6 @@ def test_switching_settings_back_never_serves_stale_features(tmp_path: Path) -> 
     assert feature_pipeline(**params, return_state=True).is_completed()
     again = pd.read_parquet(tmp_path / "s" / "features").sort_values(keys)
     assert len(again) == len(efficient)
-    pd.testing.assert_series_equal(again["value"].reset_index(drop=True),
-                                   efficient["value"].reset_index(drop=True))
+    pd.testing.assert_series_equal(
+        again["value"].reset_index(drop=True), efficient["value"].reset_index(drop=True)
+    )

@@ -15,7 +15,10 @@ from eraflow.aggregate import aggregate
 from eraflow.catalogue import load_catalogue
 from eraflow.config import SimulatorSettings
 from eraflow.gapfill import gap_fill
+from eraflow.scope import read_feature_matrix
 from eraflow.simulate import simulate
+from eraflow.store import ParquetStore
+from eraflow.store.grid import read_entity_grid
 from flows.pipeline import feature_pipeline, main
 
 
@@ -27,7 +30,7 @@ def artifact_keys(flow_run_id: object) -> set[str]:
     return {a.key for a in artifacts if a.key} | {a.type for a in artifacts}
 
 
-def test_simulator_run_stores_the_grid_idempotently(tmp_path: Path) -> None:
+def test_simulator_run_stores_every_table_idempotently(tmp_path: Path) -> None:
     store = tmp_path / "store"
     settings = SimulatorSettings(days=4, entities=["sim_a", "sim_b"], seed=11)
     state = feature_pipeline(store=str(store), simulator=settings, return_state=True)
@@ -36,21 +39,27 @@ def test_simulator_run_stores_the_grid_idempotently(tmp_path: Path) -> None:
     assert summary["grid_rows"] == 4 * 288 * 2
     assert summary["entities"] == ["sim_a", "sim_b"]
 
-    stored = pd.read_parquet(store / "grid").sort_values(["entity", "time"])
+    stored = pd.read_parquet(store / "grid")
     # The flow stores exactly what the library computes on the same simulated data.
     sim = simulate(start=settings.start, days=4, entities=settings.entities, seed=11)
-    expected = gap_fill(aggregate(list(sim.sources.values()), load_catalogue()).grid,
-                        load_catalogue()).grid
-    np.testing.assert_allclose(stored["air_temp_c"].to_numpy(),
-                               expected["air_temp_c"].to_numpy())
-    assert stored["filled__air_temp_c"].sum() == expected["filled__air_temp_c"].sum() > 0
+    expected = gap_fill(
+        aggregate(list(sim.sources.values()), load_catalogue()).grid, load_catalogue()
+    ).grid
+    air = stored[stored["sensor"] == "air_temp_c"].sort_values(["entity", "time"])
+    np.testing.assert_allclose(air["value"].to_numpy(), expected["air_temp_c"].to_numpy())
+    assert air["filled"].sum() == expected["filled__air_temp_c"].sum() > 0
 
     with get_client(sync_client=True) as client:
         run = client.read_flow_run(state.state_details.flow_run_id)
     assert run.state is not None and run.state.is_completed()
     keys = artifact_keys(run.id)
-    assert {"ingest-report", "grid-coverage", "pipeline-summary", "eras-sim-a",
-            "eras-sim-b"} <= keys
+    assert {
+        "ingest-report",
+        "grid-coverage",
+        "pipeline-summary",
+        "eras-sim-a",
+        "eras-sim-b",
+    } <= keys
     assert (store / "reports" / "eras-sim_a.png").stat().st_size > 10_000
 
     eras = pd.read_parquet(store / "eras")
@@ -62,8 +71,9 @@ def test_simulator_run_stores_the_grid_idempotently(tmp_path: Path) -> None:
         minutes = (part["start"] - pd.Timestamp(0, tz="UTC")) // pd.Timedelta("1min")
         assert (part["era_id"] == minutes).all()
     keys_of_eras = set(eras[["entity", "level", "era_id"]].itertuples(index=False, name=None))
-    keys_of_features = set(features[["entity", "level", "era_id"]].itertuples(index=False,
-                                                                              name=None))
+    keys_of_features = set(
+        features[["entity", "level", "era_id"]].itertuples(index=False, name=None)
+    )
     assert keys_of_features == keys_of_eras  # every era has features, none is orphaned
     assert not features.duplicated(["entity", "level", "era_id", "sensor", "feature"]).any()
     assert summary["feature_rows"] == len(features)
@@ -72,60 +82,86 @@ def test_simulator_run_stores_the_grid_idempotently(tmp_path: Path) -> None:
     assert set(tsfresh_rows["level"]) == {"A"}  # tsfresh_levels defaults to A
     # tsfresh only adds what the engine lacks, and only for the catalogue's efficient sensors.
     assert set(tsfresh_rows["sensor"]) <= set(load_catalogue().key_sensors())
-    assert "linear_trend_timewise__attr_\"slope\"" in set(tsfresh_rows["feature"])
+    assert 'linear_trend_timewise__attr_"slope"' in set(tsfresh_rows["feature"])
+    ledger = pd.read_parquet(store / "feature_ledger")
+    merged = ledger.merge(eras, on=["entity", "level", "era_id"], suffixes=("", "_era"))
+    assert (merged["fingerprint"] == merged["fingerprint_era"]).all()
 
     selection = pd.read_parquet(store / "selection")
-    matrix = pd.read_parquet(store / "feature_matrix")
+    assert set(selection["scope"]) == {"sim_a+sim_b"}
     for level, chosen in selection.groupby("level"):
         assert summary["selection"][level]["kept"] == chosen["kept"].sum()
         level_features = features[features["level"] == level]
         wide_names = set(level_features["sensor"] + "__" + level_features["feature"])
         assert set(chosen["feature"]) == wide_names
         assert chosen.loc[~chosen["kept"], "reason"].str.len().gt(0).all()
-        rows = matrix[matrix["level"] == level]
-        assert len(rows) == (eras["level"] == level).sum()  # one row per era
-        kept = chosen.loc[chosen["kept"], "feature"]
-        assert rows[kept].shape[1] == len(kept)
+        with ParquetStore(store) as opened:
+            wide = read_feature_matrix(opened, "sim_a+sim_b", level)
+        assert len(wide) == (eras["level"] == level).sum()  # one row per era
+        kept = chosen.loc[chosen["kept"]].sort_values("position")["feature"].tolist()
+        assert wide.columns.tolist() == ["start", "end", *kept]
+        # a value read back equals the long table's, by key
+        entity, _, era = wide.index[0]
+        sensor, feature = kept[0].split("__", 1)
+        row = level_features[
+            (level_features["entity"] == entity)
+            & (level_features["era_id"] == era)
+            & (level_features["sensor"] == sensor)
+            & (level_features["feature"] == feature)
+        ]
+        assert wide[kept[0]].iloc[0] == pytest.approx(row["value"].iloc[0], nan_ok=True)
 
     again = feature_pipeline(store=str(store), simulator=settings, return_state=True)
     assert again.is_completed()
+    assert again.result()["feature_rows"] == 0  # the store says every era is up to date
     pd.testing.assert_frame_equal(
-        pd.read_parquet(store / "grid").sort_values(["entity", "time"]).reset_index(drop=True),
-        stored.reset_index(drop=True))
+        pd.read_parquet(store / "grid")
+        .sort_values(["entity", "sensor", "time"])
+        .reset_index(drop=True),
+        stored.sort_values(["entity", "sensor", "time"]).reset_index(drop=True),
+    )
     coverage = pd.read_parquet(store / "coverage")
-    assert len(coverage) == 2 * len(stored.filter(like="filled__").columns)
+    sensors = stored.groupby("entity")["sensor"].nunique().sum()
+    assert len(coverage) == 4 * sensors  # one row per (entity, sensor, day)
     pd.testing.assert_frame_equal(pd.read_parquet(store / "eras"), eras)
     again_features = pd.read_parquet(store / "features")
-    assert len(again_features) == len(features)
-    pd.testing.assert_series_equal(
-        again_features.sort_values(["entity", "level", "era_id", "sensor", "feature"])["value"]
-        .reset_index(drop=True),
-        features.sort_values(["entity", "level", "era_id", "sensor", "feature"])["value"]
-        .reset_index(drop=True))
+    pd.testing.assert_frame_equal(again_features, features)
 
 
 @pytest.mark.realdata
-def test_knudjepsen_month(tmp_path: Path, greenhouse_dir: Path,
-                          caplog: pytest.LogCaptureFixture) -> None:
+def test_knudjepsen_month(
+    tmp_path: Path, greenhouse_dir: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.WARNING, logger="prefect")
-    state = feature_pipeline(source="knudjepsen", data_root=str(greenhouse_dir / "knudjepsen"),
-                             start="2015-10-01", end="2015-11-01", store=str(tmp_path),
-                             return_state=True)
+    state = feature_pipeline(
+        source="knudjepsen",
+        data_root=str(greenhouse_dir / "knudjepsen"),
+        start="2015-10-01",
+        end="2015-11-01",
+        store=str(tmp_path),
+        return_state=True,
+    )
     assert state.is_completed(), state.message
-    grid = pd.read_parquet(tmp_path / "grid")
-    assert grid.groupby("entity").size().to_dict() == {"kj_no3": 31 * 288, "kj_no4": 31 * 288}
-    no3 = grid[grid["entity"] == "kj_no3"].set_index("time")
+    with ParquetStore(tmp_path) as opened:
+        no3, _ = read_entity_grid(opened, "kj_no3", step=pd.Timedelta("5min"))
+        no4, _ = read_entity_grid(opened, "kj_no4", step=pd.Timedelta("5min"))
+    assert (len(no3), len(no4)) == (31 * 288, 31 * 288)
+    assert "lamp_group_3" not in no4.columns  # a sensor NO4 never had is not NO4's
     # "25-10-2015 03:00:00";22,2 (CET) = 02:00 UTC; the dropped DST hour is bridged only
     # where it is short enough: 2 h 5 min exceeds air temperature's 30 min limit.
     assert no3.loc[pd.Timestamp("2015-10-25 02:00", tz="UTC"), "air_temp_c"] == 22.2
-    assert no3.loc[pd.Timestamp("2015-10-25 01:00", tz="UTC"), "air_temp_c"] != \
-        no3.loc[pd.Timestamp("2015-10-25 01:00", tz="UTC"), "air_temp_c"]  # NaN: not invented
+    assert (
+        no3.loc[pd.Timestamp("2015-10-25 01:00", tz="UTC"), "air_temp_c"]
+        != no3.loc[pd.Timestamp("2015-10-25 01:00", tz="UTC"), "air_temp_c"]
+    )  # NaN: not invented
     assert no3["co2_ppm"].isna().all()  # the dead sensor, reported in coverage
-    coverage = pd.read_parquet(tmp_path / "coverage").set_index(["entity", "sensor"])
-    assert bool(coverage.loc[("kj_no3", "co2_ppm"), "all_missing"])
+    coverage = (
+        pd.read_parquet(tmp_path / "coverage").groupby(["entity", "sensor"])[["measured"]].sum()
+    )
+    assert coverage.loc[("kj_no3", "co2_ppm"), "measured"] == 0
     # The dead sensor is warned about; a sensor the compartment never had (NO4 has lamp
     # groups 1-2 only) is not a dead sensor.
-    assert "co2_ppm of kj_no3 has no valid value" in caplog.text
+    assert "co2_ppm of kj_no3 has no measured value" in caplog.text
     assert "lamp_group_3 of kj_no4" not in caplog.text
 
 
@@ -139,15 +175,21 @@ def test_bad_parameters_fail_before_any_work(tmp_path: Path) -> None:
 
 
 def test_empty_range_fails_clearly_and_writes_nothing(tmp_path: Path) -> None:
-    state = feature_pipeline(start="2030-01-01", end="2030-01-02", store=str(tmp_path / "s"),
-                             simulator=SimulatorSettings(days=2), return_state=True)
+    state = feature_pipeline(
+        start="2030-01-01",
+        end="2030-01-02",
+        store=str(tmp_path / "s"),
+        simulator=SimulatorSettings(days=2),
+        return_state=True,
+    )
     assert state.is_failed()
     assert "empty range" in state.message
     assert not (tmp_path / "s").exists()
 
 
-def test_cli_prints_where_the_results_are(tmp_path: Path, capsys: pytest.CaptureFixture[str]
-                                          ) -> None:
+def test_cli_prints_where_the_results_are(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["--store", str(tmp_path / "cli"), "--days", "2"]) == 0
     out = capsys.readouterr().out
     assert "flow run Completed" in out and str(tmp_path / "cli") in out
