@@ -119,7 +119,7 @@ class PipelineConfig(BaseModel):
         "(e.g. '90D'); None: the entity's whole stored history",
     )
     max_batch_rows: int = Field(
-        default=50_000,
+        default=20_000,
         ge=1,
         description="grid rows per era batch at most (an era longer than "
         "this is a batch alone): bounds a batch's memory",

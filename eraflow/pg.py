@@ -25,12 +25,23 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from eraflow.errors import ConfigError, StoreError
 
 Kind = Literal[
-    "float", "int", "bool", "timestamptz", "timestamp", "interval", "json", "text", "floats"
+    "float",
+    "int",
+    "bool",
+    "timestamptz",
+    "timestamp",
+    "interval",
+    "json",
+    "text",
+    "floats",
+    "label",
 ]
+"""Column kinds; ``label`` is text with few distinct values (stored dictionary-encoded)."""
 COPY_BLOCK_ROWS = 100_000
 MAX_IDENTIFIER_BYTES = 63
 
 _PG_TYPES: dict[Kind, str] = {
+    "label": "text",
     "float": "double precision",
     "int": "bigint",
     "bool": "boolean",
@@ -57,6 +68,7 @@ _KIND_OF_PG: dict[str, Kind] = {
     "double precision[]": "floats",
 }
 _ARROW_WIRE: dict[Kind, pa.DataType] = {
+    "label": pa.string(),
     "float": pa.float64(),
     "int": pa.int64(),
     "bool": pa.int8(),

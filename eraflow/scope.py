@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.compute as pc
 
 from eraflow.errors import DataError
@@ -80,14 +81,7 @@ def read_level_matrix(
                 if len(ids)
                 else np.zeros(len(era_ids), dtype=bool)
             )
-            names = pc.dictionary_encode(
-                pc.binary_join_element_wise(batch.column(1), batch.column(2), "__")
-            )
-            lookup = np.array(
-                [code_of.setdefault(str(n), len(code_of)) for n in names.dictionary.to_pylist()],
-                dtype=np.int64,
-            )
-            codes = lookup[names.indices.to_numpy(zero_copy_only=False)]
+            codes = _column_codes(batch.column(1), batch.column(2), code_of)
             rows.append((offset + where[known]).astype(np.int64))
             cols.append(codes[known])
             vals.append(batch.column(3).to_numpy(zero_copy_only=False)[known])
@@ -110,6 +104,31 @@ def read_level_matrix(
     return LevelMatrix(
         values=values[has_values], eras=eras_all[has_values].reset_index(drop=True), columns=names
     )
+
+
+def _column_codes(sensor: pa.Array, feature: pa.Array, code_of: dict[str, int]) -> np.ndarray:
+    """The matrix column of each row's ``<sensor>__<feature>``, from the small dictionaries.
+
+    Names are joined once per distinct (sensor, feature) pair, never per row.
+    """
+    s, f = (
+        c if pa.types.is_dictionary(c.type) else pc.dictionary_encode(c) for c in (sensor, feature)
+    )
+    s_names, f_names = s.dictionary.to_pylist(), f.dictionary.to_pylist()
+    pair = s.indices.to_numpy(zero_copy_only=False).astype(np.int64) * len(
+        f_names
+    ) + f.indices.to_numpy(zero_copy_only=False)
+    pairs, inverse = np.unique(pair, return_inverse=True)
+    lookup = np.array(
+        [
+            code_of.setdefault(
+                f"{s_names[p // len(f_names)]}__{f_names[p % len(f_names)]}", len(code_of)
+            )
+            for p in pairs
+        ],
+        dtype=np.int64,
+    )
+    return lookup[inverse]
 
 
 def _target(

@@ -185,7 +185,7 @@ def feature_pipeline(
     dask_address: str | None = None,
     previous_day: bool = False,
     era_horizon: str | None = None,
-    max_batch_rows: int = 50_000,
+    max_batch_rows: int = 20_000,
     select: bool = True,
     selection_scope: str | None = None,
 ) -> dict[str, Any]:

@@ -19,7 +19,17 @@ from eraflow.store.base import Key, Range
 from eraflow.store.tables import Table
 
 
+def _value_type(target: pa.DataType) -> pa.DataType:
+    """The type of one value: a dictionary column's values are compared as plain strings."""
+    return target.value_type if pa.types.is_dictionary(target) else target
+
+
 def _column(series: pd.Series, target: pa.DataType, name: str) -> pa.Array:
+    if pa.types.is_dictionary(target):
+        if isinstance(series.dtype, pd.CategoricalDtype):
+            array = pa.array(series, from_pandas=True)  # codes and categories, no per-row strings
+            return array.cast(pa.dictionary(target.index_type, array.type.value_type)).cast(target)
+        return pa.array(series.astype("str"), from_pandas=True).dictionary_encode().cast(target)
     if pa.types.is_list(target):
         # NaN inside a feature vector is a value ("not computable"), not a missing list.
         return pa.array(series.to_numpy(dtype=object), type=target, from_pandas=False)
@@ -73,7 +83,7 @@ def empty_frame(spec: Table, columns: list[str] | None = None) -> pd.DataFrame:
 
 
 def _scalar(spec: Table, column: str, value: Any) -> pa.Scalar:
-    target = spec.schema.field(column).type
+    target = _value_type(spec.schema.field(column).type)
     if isinstance(value, pd.Timestamp):
         value = value.to_pydatetime()
     elif isinstance(value, np.generic):
@@ -97,7 +107,7 @@ def key_filter(spec: Table, key: Key) -> pc.Expression:
         elif isinstance(condition, list | tuple | set | frozenset):
             values = pa.array(
                 [_scalar(spec, column, v).as_py() for v in condition],
-                type=spec.schema.field(column).type,
+                type=_value_type(spec.schema.field(column).type),
             )
             expr = expr & field.isin(values)
         else:
@@ -107,5 +117,16 @@ def key_filter(spec: Table, key: Key) -> pc.Expression:
 
 def sort_by_key(spec: Table, data: pa.Table) -> pa.Table:
     """Rows in primary-key order (the order every read returns)."""
-    keys = [(c, "ascending") for c in spec.key if c in data.column_names]
-    return data.sort_by(keys) if keys and data.num_rows > 1 else data
+    keys = [c for c in spec.key if c in data.column_names]
+    if not keys or data.num_rows < 2:
+        return data
+    columns = []
+    for name in keys:  # arrow cannot sort dictionary columns: sort on their values
+        column = data.column(name)
+        if pa.types.is_dictionary(column.type):
+            column = column.cast(column.type.value_type)
+        columns.append(column)
+    order = pc.sort_indices(
+        pa.table(columns, names=keys), sort_keys=[(c, "ascending") for c in keys]
+    )
+    return data.take(order)

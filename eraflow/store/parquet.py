@@ -31,6 +31,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -128,20 +129,39 @@ class ParquetStore:
     def _owner_dir(self, spec: Table, owner: str) -> Path:
         return self.root / spec.name / entity_slug(owner)
 
-    def _file_names(self, spec: Table, rows: pd.DataFrame) -> pd.Series:
-        """The file (relative to the owner's folder) each row belongs in."""
+    def _rows_by_file(self, spec: Table, rows: pd.DataFrame) -> dict[str, np.ndarray]:
+        """Row positions per file (relative to the owner's folder), grouped on few values.
+
+        Grouping on the partition columns (a handful of months, levels or eras) instead of
+        building a file name per row keeps a write of millions of rows cheap.
+        """
         if spec.partition == "month":
             assert spec.time_column is not None
-            times = pd.to_datetime(rows[spec.time_column], utc=True).dt.tz_convert(None)
-            return times.dt.strftime("%Y-%m") + ".parquet"
-        levels = rows["level"].astype(str)
-        if spec.partition == "level":
-            return levels + ".parquet"
-        if spec.partition == "entity-level":
-            slugs = rows["entity"].astype(str).map(entity_slug)
-            return slugs + "/" + levels + ".parquet"
-        stages = rows["engine"].astype(str).map(lambda e: ENGINE_STAGES.get(e, e))
-        return levels + "/" + rows["era_id"].astype("int64").astype(str) + "-" + stages + ".parquet"
+            times = pd.DatetimeIndex(pd.to_datetime(rows[spec.time_column], utc=True))
+            parts = pd.DataFrame({"y": times.year, "m": times.month})
+            name = "{0:04d}-{1:02d}.parquet"
+        elif spec.partition == "level":
+            parts, name = rows[["level"]].astype(str), "{0}.parquet"
+        elif spec.partition == "entity-level":
+            parts, name = rows[["entity", "level"]].astype(str), "{0}/{1}.parquet"
+        else:
+            parts = pd.DataFrame(
+                {
+                    "level": rows["level"].astype(str),
+                    "era": rows["era_id"].to_numpy(dtype=np.int64),
+                    "engine": rows["engine"].astype(str),
+                }
+            )
+            name = "{0}/{1}-{2}.parquet"
+        out: dict[str, list[np.ndarray]] = {}
+        for values, index in parts.groupby(list(parts.columns), sort=False).indices.items():
+            values = values if isinstance(values, tuple) else (values,)
+            if spec.partition == "entity-level":
+                values = (entity_slug(str(values[0])), values[1])
+            elif spec.partition == "era":
+                values = (values[0], values[1], ENGINE_STAGES.get(values[2], values[2]))
+            out.setdefault(name.format(*values), []).append(index)
+        return {file: np.sort(np.concatenate(parts_)) for file, parts_ in out.items()}
 
     def _key_files(self, spec: Table, key: Key) -> list[Path]:
         """Existing files that may hold rows of ``key`` (a superset; the filter does the rest)."""
@@ -260,10 +280,8 @@ class ParquetStore:
         new_by_file: dict[Path, pa.Table] = {}
         if rows is not None and len(rows):
             data = to_arrow(spec, rows)
-            names = self._file_names(spec, rows).to_numpy()
-            for file_name in pd.unique(names):
-                picked = pa.array(names == file_name)
-                new_by_file[folder / str(file_name)] = data.filter(picked)
+            for file_name, positions in self._rows_by_file(spec, rows).items():
+                new_by_file[folder / file_name] = data.take(pa.array(positions))
         removed = 0
         with exclusive(folder / ".lock"):
             marker = folder / OWNER_FILE

@@ -26,6 +26,7 @@ _ARROW: dict[Kind, pa.DataType] = {
     "timestamptz": pa.timestamp("us", tz="UTC"),
     "text": pa.string(),
     "floats": pa.list_(pa.float64()),
+    "label": pa.dictionary(pa.int32(), pa.string()),
 }
 
 
@@ -78,8 +79,8 @@ class Table:
 GRID = Table(
     "grid",
     (
-        ("entity", "text"),
-        ("sensor", "text"),
+        ("entity", "label"),
+        ("sensor", "label"),
         ("time", "timestamptz"),
         ("value", "float"),
         ("filled", "bool"),
@@ -94,8 +95,8 @@ GRID = Table(
 COVERAGE = Table(
     "coverage",
     (
-        ("entity", "text"),
-        ("sensor", "text"),
+        ("entity", "label"),
+        ("sensor", "label"),
         ("day", "timestamptz"),
         ("rows", "int"),
         ("measured", "int"),
@@ -137,15 +138,15 @@ ERAS = Table(
 FEATURES = Table(
     "features",
     (
-        ("entity", "text"),
-        ("level", "text"),
+        ("entity", "label"),
+        ("level", "label"),
         ("era_id", "int"),
-        ("sensor", "text"),
-        ("feature", "text"),
+        ("sensor", "label"),
+        ("feature", "label"),
         ("value", "float"),
-        ("engine", "text"),
-        ("run_id", "text"),
-        ("config_hash", "text"),
+        ("engine", "label"),
+        ("run_id", "label"),
+        ("config_hash", "label"),
     ),
     owner="entity",
     key=("entity", "level", "era_id", "sensor", "feature"),
@@ -196,9 +197,9 @@ SELECTION = Table(
 FEATURE_MATRIX = Table(
     "feature_matrix",
     (
-        ("scope", "text"),
-        ("entity", "text"),
-        ("level", "text"),
+        ("scope", "label"),
+        ("entity", "label"),
+        ("level", "label"),
         ("era_id", "int"),
         ("start", "timestamptz"),
         ("end", "timestamptz"),

@@ -26,6 +26,7 @@ pytestmark = pytest.mark.postgres
 T0 = pd.Timestamp("2024-01-30", tz="UTC")
 HOUR = pd.Timedelta("1h")
 PG_TYPES = {
+    "label": "text",
     "text": "text",
     "int": "bigint",
     "float": "double precision",

@@ -92,7 +92,9 @@ def test_simulator_run_stores_every_table_idempotently(tmp_path: Path) -> None:
     for level, chosen in selection.groupby("level"):
         assert summary["selection"][level]["kept"] == chosen["kept"].sum()
         level_features = features[features["level"] == level]
-        wide_names = set(level_features["sensor"] + "__" + level_features["feature"])
+        wide_names = set(
+            level_features["sensor"].astype(str) + "__" + level_features["feature"].astype(str)
+        )
         assert set(chosen["feature"]) == wide_names
         assert chosen.loc[~chosen["kept"], "reason"].str.len().gt(0).all()
         with ParquetStore(store) as opened:
