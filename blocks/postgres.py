@@ -97,9 +97,9 @@ with connection.connect() as conn:
             self._connection = self.connect()
         return self._connection
 
-    def open_store(self, schema: str = "eraflow") -> PostgresStore:
-        """A result store in ``schema`` on this server."""
-        return PostgresStore(self.conninfo(), schema=schema, password=self._secret())
+    def open_store(self, schema: str = "eraflow", **timeouts: float) -> PostgresStore:
+        """A result store in ``schema`` on this server (``lock_timeout``/``statement_timeout``)."""
+        return PostgresStore(self.conninfo(), schema=schema, password=self._secret(), **timeouts)
 
     def close(self) -> None:
         """Close the shared connection, if open."""
@@ -135,8 +135,11 @@ class PostgresStoreBlock(Block):
     _code_example = """```python
 from blocks.postgres import PostgresStoreBlock
 
-store = PostgresStoreBlock.load("BLOCK_NAME").open()
-store.read_table("eras")
+from eraflow.store import Key
+
+block = PostgresStoreBlock.load("BLOCK_NAME")
+with block.open() as store:
+    eras = store.read("eras", Key("kj_no3"))
 ```"""
 
     connection: PostgresConnection = Field(description="Server to store the results on.")
@@ -146,7 +149,21 @@ store.read_table("eras")
         max_length=63,
         description="PostgreSQL schema holding eraflow's tables.",
     )
+    lock_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds a write waits for a lock held by another "
+        "session before it fails (and is retried); the wait is logged.",
+    )
+    statement_timeout: float = Field(
+        default=600.0,
+        gt=0,
+        description="Seconds one statement may run before PostgreSQL "
+        "cancels it (and the task retries).",
+    )
 
     def open(self) -> PostgresStore:
         """The store (connects, and creates/upgrades the schema)."""
-        return self.connection.open_store(self.db_schema)
+        return self.connection.open_store(
+            self.db_schema, lock_timeout=self.lock_timeout, statement_timeout=self.statement_timeout
+        )

@@ -18,10 +18,17 @@ from eraflow.errors import DataError
 from eraflow.grid import grid_step
 from eraflow.ingest.readers import LONG_COLUMNS
 
+ABSURD = 1e9
+"""The bound of a sensor the catalogue gives none: beyond it a value is a sentinel."""
+
 
 @dataclass
 class AggregateReport:
-    """What aggregation did, per (entity, sensor), and what it could not place."""
+    """What aggregation did, per (entity, sensor), and what it could not place.
+
+    ``per_sensor`` columns: entity, sensor, values_in, dropped_non_finite (inf, NaN),
+    dropped_out_of_range, multi_source_bins.
+    """
 
     per_sensor: pd.DataFrame
     unknown_sensors: list[str] = field(default_factory=list)
@@ -88,15 +95,27 @@ def aggregate(
     specs = {s: catalogue.get(s) for s in sensors}
     low = rows["sensor"].map({s: sp.valid_min for s, sp in specs.items()}).astype("float64")
     high = rows["sensor"].map({s: sp.valid_max for s, sp in specs.items()}).astype("float64")
-    out_of_range = (rows["value"] < low.fillna(-np.inf)) | (rows["value"] > high.fillna(np.inf))
-    stats = (
-        rows.assign(out_of_range=out_of_range)
-        .groupby(["entity", "sensor"], observed=True)
-        .agg(values_in=("value", "size"), dropped_out_of_range=("out_of_range", "sum"))
+    values = rows["value"].to_numpy(dtype="float64")
+    non_finite = ~np.isfinite(values)
+    # Sensors without a catalogue bound still get a conservative one: no greenhouse reading
+    # (prices and meter counters included) is beyond +-1e9; 1e308 sentinels are.
+    out_of_range = ~non_finite & (
+        (values < low.fillna(-ABSURD).to_numpy()) | (values > high.fillna(ABSURD).to_numpy())
     )
-    rows = rows[~out_of_range.to_numpy()]
+    stats = (
+        rows.assign(out_of_range=out_of_range, non_finite=non_finite)
+        .groupby(["entity", "sensor"], observed=True)
+        .agg(
+            values_in=("value", "size"),
+            dropped_non_finite=("non_finite", "sum"),
+            dropped_out_of_range=("out_of_range", "sum"),
+        )
+    )
+    rows = rows[~(out_of_range | non_finite)]
     if rows.empty:
-        raise DataError("every value lies outside its sensor's valid range (see the catalogue)")
+        raise DataError(
+            "every value is non-finite or outside its sensor's valid range (see the catalogue)"
+        )
 
     rows = rows.assign(bin=rows["time"].dt.floor(step))
     rows = rows.sort_values(["entity", "sensor", "time"], kind="stable")

@@ -4,10 +4,18 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from eraflow.errors import ConfigError
 from eraflow.grid import grid_step
@@ -21,7 +29,10 @@ def to_utc(value: datetime | str | pd.Timestamp | None) -> pd.Timestamp | None:
     """A UTC timestamp; naive input is taken as UTC (the pipeline's one clock)."""
     if value is None:
         return None
-    stamp = pd.Timestamp(value)
+    try:
+        stamp = pd.Timestamp(value)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{value!r} is not a date or timestamp, e.g. 2015-10-01") from exc
     return stamp.tz_localize("UTC") if stamp.tz is None else stamp.tz_convert("UTC")
 
 
@@ -30,118 +41,221 @@ class SimulatorSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    days: int = Field(default=42, ge=2, le=3660)
-    seed: int = 7
-    entities: list[str] = Field(default_factory=lambda: ["sim_a", "sim_b"], min_length=1)
-    start: datetime = datetime(2024, 1, 1)
-    full: bool = Field(
-        default=False, description="22 sensors per compartment instead of 8 (benchmarks)"
+    days: int = Field(default=42, ge=2, le=3660, description="Days of data to simulate.")
+    seed: int = Field(default=7, description="Random seed: the same seed gives the same data.")
+    entities: list[str] = Field(
+        default_factory=lambda: ["sim_a", "sim_b"],
+        min_length=1,
+        description="Compartment names, one simulated compartment each.",
     )
+    start: datetime = Field(default=datetime(2024, 1, 1), description="First simulated time (UTC).")
+    full: bool = Field(
+        default=False, description="22 sensors per compartment instead of 8 (benchmarks)."
+    )
+
+
+UtcTime = Annotated[datetime | None, AfterValidator(to_utc)]
+"""A time in the JSON schema (the UI's date picker); a UTC ``pd.Timestamp`` once validated."""
 
 
 class PipelineConfig(BaseModel):
-    """Everything one pipeline run needs; validated before any work starts."""
+    """Everything one pipeline run needs, declared once.
 
-    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+    The flow's parameters (and so the Prefect UI's run form), the ``eraflow run`` options and
+    their help all come from these fields and their descriptions. Validated before any work.
+    """
 
+    model_config = ConfigDict(extra="forbid")
+
+    # what to read ------------------------------------------------------------------------
     source: str = Field(
         default=SIMULATOR,
-        description="'simulator', 'postgres', a mapping preset name, or a mapping TOML path",
+        description="Where the data comes from: 'simulator' (built in), 'postgres' (a table, "
+        "with source_block and postgres_source), a mapping preset ('knudjepsen', 'aarslev') "
+        "or the path of a mapping TOML file.",
     )
-    data_root: Path | None = Field(default=None, description="folder the mapping's globs use")
-    sources: list[str] | None = Field(default=None, description="only these mapped sources")
-    start: pd.Timestamp | None = None
-    end: pd.Timestamp | None = None
-    freq: str = "5min"
-    catalogue: Path | None = Field(default=None, description="user catalogue TOML override")
-    store: Path = Path("eraflow-store")
-    store_block: str | None = Field(
+    data_root: Path | None = Field(
         default=None,
-        description="a saved store block 'slug/name', e.g. "
-        "'eraflow-postgres-store/prod'; overrides store",
+        description="Folder holding the source files (what the mapping's globs "
+        "are relative to); needed for presets and mapping files.",
+    )
+    sources: list[str] | None = Field(
+        default=None, description="Only these sources of the mapping (default: all of them)."
+    )
+    entities: list[str] | None = Field(
+        default=None,
+        description="Only these entities (compartments); each must exist in the source.",
+    )
+    start: UtcTime = Field(
+        default=None,
+        description="Start of the range to process, UTC (inclusive), e.g. "
+        "2015-10-01; naive times are taken as UTC. Default: the first data.",
+    )
+    end: UtcTime = Field(
+        default=None, description="End of the range, UTC (exclusive). Default: after the last data."
+    )
+    previous_day: bool = Field(
+        default=False,
+        description="Process the UTC day before the run's scheduled time "
+        "(the daily deployment); ignored when start or end is given.",
+    )
+    simulator: SimulatorSettings = Field(
+        default_factory=SimulatorSettings,
+        description="Size and seed of the built-in simulator (source 'simulator').",
     )
     source_block: str | None = Field(
-        default=None, description="source 'postgres': the saved PostgresConnection block name"
+        default=None, description="Source 'postgres': the name of a saved PostgresConnection block."
     )
     postgres_source: dict[str, Any] | None = Field(
         default=None,
-        description="source 'postgres': the table and column mapping (PostgresSourceConfig fields)",
+        description="Source 'postgres': the table and its columns as JSON, at "
+        'least {"table": "sensor_data"} (see eraflow.ingest.postgres_source).',
     )
-    entities: list[str] | None = Field(default=None, description="keep only these entities")
-    simulator: SimulatorSettings = Field(default_factory=SimulatorSettings)
-    features_profile: str = Field(
-        default="efficient", description="feature engine profile: minimal, seeds, efficient"
+    catalogue: Path | None = Field(
+        default=None,
+        description="A sensor catalogue TOML whose entries override or extend "
+        "the packaged one (units, valid ranges, fill limits, profiles).",
     )
-    device: Literal["auto", "gpu", "cpu"] = "auto"
-    era_method: Literal["pelt", "bocpd"] = "pelt"
-    tsfresh_profile: Literal["catalogue", "minimal", "efficient", "comprehensive"] = Field(
-        default="catalogue", description="'catalogue': each sensor's own profile"
+    # the grid and where results go ---------------------------------------------------------
+    freq: str = Field(
+        default="5min", description="Grid step, a fixed duration such as '5min' or '1h'."
     )
-    tsfresh_levels: list[Level] = Field(
-        default_factory=lambda: list[Level](["A"]), description="levels that get tsfresh features"
+    store: Path = Field(
+        default=Path("eraflow-store"),
+        description="Folder of the Parquet store (and of the "
+        "reports and plots, whatever the store).",
     )
-    selection_levels: list[Level] = Field(
-        default_factory=lambda: list[Level](["A", "B", "C"]),
-        description="levels to select features for",
+    store_block: str | None = Field(
+        default=None,
+        description="A saved store block 'slug/name' instead of the folder, "
+        "e.g. 'eraflow-postgres-store/prod'.",
     )
-    correlation_threshold: float = Field(default=0.95, gt=0.0, le=1.0)
-    target_sensor: str | None = Field(
-        default=None, description="a grid sensor as the target of tsfresh's relevance tests"
-    )
-    target_how: Literal["mean", "sum", "min", "max", "median"] = "mean"
-    fdr_level: float = Field(default=0.05, gt=0.0, lt=1.0)
-    dispatch: Literal["in-process", "pools"] = Field(
-        default="in-process",
-        description="run era batches here, or on the work pools' era-features deployments",
-    )
-    gpu_pool: bool = Field(default=False, description="pools: a gpu-pool worker exists")
-    cpu_workers: int = Field(default=2, ge=1, description="CPU batch groups to plan for")
-    gpu_workers: int = Field(default=1, ge=0, description="GPU batch groups (one per GPU)")
-    gpu_min_cost: float = Field(
-        default=1e6, ge=0.0, description="planner: cheaper batches stay on CPU"
-    )
-    max_batch_cost: float | None = Field(
-        default=None, gt=0.0, description="planner: split costlier batches"
-    )
-    task_runner: Literal["threads", "dask", "dask-cuda"] = "threads"
-    dask_address: str | None = Field(
-        default=None, description="an existing Dask scheduler (with 'dask')"
-    )
-    deployment: str = Field(
-        default="era-features", description="pools: flow name of the era-features deployments"
+    # eras --------------------------------------------------------------------------------
+    era_method: Literal["pelt", "bocpd"] = Field(
+        default="pelt",
+        description="How the finest eras (level C) are found: exact PELT or "
+        "Bayesian online changepoint detection.",
     )
     era_signals: list[str] | None = Field(
-        default=None, description="signals for era detection; default: the key climate sensors"
+        default=None,
+        description="Sensors to segment on, jointly. Default: air temperature, "
+        "CO2, humidity, light and pipe temperature, where present.",
     )
     era_horizon: str | None = Field(
         default=None,
-        description="how far before the run's start eras may be re-segmented "
-        "(e.g. '90D'); None: the entity's whole stored history",
+        description="How far before the run's start eras may be re-segmented, "
+        "e.g. '90D'. Default: the entity's whole stored history.",
+    )
+    # features ----------------------------------------------------------------------------
+    features_profile: Literal["minimal", "efficient", "seeds"] = Field(
+        default="efficient",
+        description="Feature engine profile: tsfresh's minimal or "
+        "efficient set (same names and values), or the small seed set.",
+    )
+    tsfresh_profile: Literal["catalogue", "minimal", "efficient", "comprehensive"] = Field(
+        default="catalogue",
+        description="What the tsfresh stage adds (only what the engine "
+        "lacks): each sensor's catalogue profile, or one profile for all.",
+    )
+    tsfresh_levels: list[Level] = Field(
+        default_factory=lambda: list[Level](["A"]),
+        description="Era levels that get the tsfresh stage's features.",
+    )
+    device: Literal["auto", "gpu", "cpu"] = Field(
+        default="auto",
+        description="Where the feature engine runs: 'auto' uses a GPU when "
+        "CuPy sees one; 'gpu' requires one.",
     )
     max_batch_rows: int = Field(
         default=20_000,
         ge=1,
-        description="grid rows per era batch at most (an era longer than "
-        "this is a batch alone): bounds a batch's memory",
+        description="Most grid rows per era batch (an era longer than "
+        "this is a batch alone): bounds a batch's memory.",
     )
+    # selection ---------------------------------------------------------------------------
     select: bool = Field(
         default=True,
-        description="select features at the end of the run (a backfill's "
-        "chunks leave it to the backfill, which selects once)",
+        description="Select features at the end of the run (a backfill's chunks "
+        "leave it to the backfill, which selects once).",
+    )
+    selection_levels: list[Level] = Field(
+        default_factory=lambda: list[Level](["A", "B", "C"]),
+        description="Era levels to select features for.",
     )
     selection_scope: str | None = Field(
         default=None,
-        description="name the selection and feature matrix are stored under; "
-        "default: the run's entities joined by '+'",
+        description="Name the selection and feature matrix are stored under. "
+        "Default: the run's entities joined by '+'.",
     )
-
-    @field_validator("start", "end", mode="before")
-    @classmethod
-    def _utc(cls, value: Any) -> pd.Timestamp | None:
-        try:
-            return to_utc(value)
-        except (ValueError, TypeError) as exc:
-            raise ValueError(f"{value!r} is not a date or timestamp") from exc
+    correlation_threshold: float = Field(
+        default=0.95,
+        gt=0.0,
+        le=1.0,
+        description="Of two features with |Pearson r| above "
+        "this over the eras, one is dropped (1 keeps all).",
+    )
+    target_sensor: str | None = Field(
+        default=None,
+        description="A grid sensor as the target of tsfresh's relevance tests "
+        "(aggregated per era); without one, only the unsupervised filters run.",
+    )
+    target_how: Literal["mean", "sum", "min", "max", "median"] = Field(
+        default="mean", description="How the target sensor is aggregated over each era."
+    )
+    fdr_level: float = Field(
+        default=0.05,
+        gt=0.0,
+        lt=1.0,
+        description="False discovery rate of the relevance tests (Benjamini-Yekutieli).",
+    )
+    # orchestration -----------------------------------------------------------------------
+    dispatch: Literal["in-process", "pools"] = Field(
+        default="in-process",
+        description="Run era batches in this process, or as child runs "
+        "of the era-features deployments on the work pools.",
+    )
+    task_runner: Literal["threads", "dask", "dask-cuda"] = Field(
+        default="threads",
+        description="Task runner for the era batches: threads, a Dask "
+        "LocalCluster, a dask-cuda cluster, or dask_address.",
+    )
+    dask_address: str | None = Field(
+        default=None, description="An existing Dask scheduler (with task_runner 'dask')."
+    )
+    cpu_workers: int = Field(
+        default=2, ge=1, description="CPU worker groups the planner packs batches for."
+    )
+    gpu_workers: int = Field(
+        default=1, ge=0, description="GPU worker groups (one per GPU) the planner packs for."
+    )
+    gpu_pool: bool = Field(
+        default=False, description="With dispatch 'pools': a gpu-pool worker exists."
+    )
+    gpu_min_cost: float = Field(
+        default=1e6,
+        ge=0.0,
+        description="Planner: batches cheaper than this stay on the CPU "
+        "(cost = rows x sensor profile weights).",
+    )
+    max_batch_cost: float | None = Field(
+        default=None,
+        gt=0.0,
+        description="Planner: batches costlier than this are split between eras.",
+    )
+    child_timeout: str = Field(
+        default="6h",
+        description="With dispatch 'pools' (and deployed backfills): a child "
+        "run not finished after this long is marked Crashed and fails its parent.",
+    )
+    lost_worker_after: str = Field(
+        default="120s",
+        description="A child run waiting this long with no live worker in its "
+        "pool (a worker died) is marked Crashed and fails its parent.",
+    )
+    deployment: str = Field(
+        default="era-features",
+        description="With dispatch 'pools': the flow name of the era-features deployments.",
+    )
 
     @field_validator("freq")
     @classmethod
@@ -149,26 +263,21 @@ class PipelineConfig(BaseModel):
         grid_step(value)
         return value
 
-    @field_validator("era_horizon")
+    @field_validator("era_horizon", "child_timeout", "lost_worker_after")
     @classmethod
-    def _horizon(cls, value: str | None) -> str | None:
+    def _duration(cls, value: str | None) -> str | None:
         if value is not None:
             try:
                 span = pd.Timedelta(value)
             except (ValueError, TypeError) as exc:
-                raise ValueError(f"era_horizon {value!r} is not a duration like '90D'") from exc
+                raise ValueError(f"{value!r} is not a duration like '90D' or '30s'") from exc
             if span <= pd.Timedelta(0):
-                raise ValueError(f"era_horizon {value!r} must be positive")
+                raise ValueError(f"{value!r} must be a positive duration")
         return value
 
-    @field_validator("features_profile")
-    @classmethod
-    def _profile(cls, value: str) -> str:
-        from eraflow.features import PROFILES
-
-        if value not in PROFILES:
-            raise ValueError(f"unknown features profile {value!r}; choose from {sorted(PROFILES)}")
-        return value
+    def seconds(self, name: Literal["child_timeout", "lost_worker_after"]) -> float:
+        """A duration setting in seconds."""
+        return float(pd.Timedelta(getattr(self, name)).total_seconds())
 
     @model_validator(mode="after")
     def _consistent(self) -> PipelineConfig:

@@ -1,9 +1,8 @@
-r"""Load mapped source files into a PostgreSQL sensor table: ``python -m eraflow.load_source``.
+r"""Load mapped source files into a PostgreSQL sensor table: ``eraflow load``.
 
 Example::
 
-    python -m eraflow.load_source --mapping knudjepsen \\
-        --data-root ../shared/data/greenhouse/knudjepsen \\
+    eraflow load --mapping knudjepsen --data-root ../shared/data/greenhouse/knudjepsen \\
         --dsn postgresql://postgres@127.0.0.1:5432/db --table sensor_data --layout wide
 
 The files are read with ``eraflow.ingest`` (so times are UTC and sensors renamed exactly as the
@@ -19,19 +18,21 @@ demos and for users whose data arrive as files but who want the database as the 
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 import pandas as pd
 import psycopg
 from psycopg import sql
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from tqdm.auto import tqdm
 
-from eraflow.errors import ConfigError, EraflowError
+from eraflow.config import UtcTime
+from eraflow.errors import DataError, StoreError
 from eraflow.ingest import load_mapping, read_mapping
 from eraflow.ingest.postgres_source import table_identifier
 from eraflow.pg import (
@@ -156,88 +157,103 @@ def load_frame(
     )
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m eraflow.load_source",
-        description="Load mapped sensor files into a PostgreSQL table (idempotent upsert).",
+class LoadSettings(BaseModel):
+    """What to load where: a mapping's files into a PostgreSQL sensor table."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    mapping: str = Field(description="A mapping preset (knudjepsen, aarslev) or a TOML file.")
+    data_root: Path = Field(description="Folder the mapping's file globs start in.")
+    dsn: SecretStr | None = Field(
+        default=None,
+        description="postgresql://user@host:port/db (default: $ERAFLOW_PG_DSN; "
+        "keep the password in $PGPASSWORD rather than on the command line).",
     )
-    parser.add_argument(
-        "--mapping", required=True, help="preset name (knudjepsen, aarslev) or a TOML mapping file"
+    table: str = Field(default="sensor_data", description="Target table, or schema.table.")
+    layout: Layout = Field(
+        default="wide",
+        description="'wide': a column per sensor; 'long': (entity, sensor, time, value) rows.",
     )
-    parser.add_argument("--data-root", required=True, help="folder the mapping's globs start in")
-    parser.add_argument(
-        "--dsn",
-        default=os.environ.get("ERAFLOW_PG_DSN"),
-        help="postgresql://user@host:port/db (default $ERAFLOW_PG_DSN; put the "
-        "password in $PGPASSWORD rather than on the command line)",
+    sources: list[str] | None = Field(
+        default=None, description="Only these sources of the mapping (default: all)."
     )
-    parser.add_argument("--table", default="sensor_data", help="table or schema.table")
-    parser.add_argument("--layout", choices=["wide", "long"], default="wide")
-    parser.add_argument("--sources", nargs="*", default=None, help="only these mapping sources")
-    parser.add_argument("--start", default=None, help="UTC start (inclusive), e.g. 2015-10-01")
-    parser.add_argument("--end", default=None, help="UTC end (exclusive)")
-    return parser
+    start: UtcTime = Field(default=None, description="UTC start (inclusive), e.g. 2015-10-01.")
+    end: UtcTime = Field(default=None, description="UTC end (exclusive).")
+
+    @model_validator(mode="after")
+    def _checked(self) -> LoadSettings:
+        if self.dsn is None:
+            env = os.environ.get("ERAFLOW_PG_DSN")
+            if not env:
+                raise ValueError("give --dsn or set ERAFLOW_PG_DSN")
+            self.dsn = SecretStr(env)
+        if not self.data_root.is_dir():
+            raise ValueError(f"data_root {self.data_root} is not a folder")
+        if self.start is not None and self.end is not None and self.start >= self.end:
+            raise ValueError(f"empty range: start {self.start} is not before end {self.end}")
+        return self
 
 
-def _utc(text: str | None) -> pd.Timestamp | None:
-    if text is None:
-        return None
+def load(settings: LoadSettings) -> str:
+    """Read the mapping's files and upsert them into the table; returns the summary line.
+
+    Raises EraflowError (or PostgresConnectionError) with a message naming the problem.
+    """
+    assert settings.dsn is not None
+    conninfo, password = split_password(settings.dsn.get_secret_value())
+    table_identifier(settings.table)
+    mapping = load_mapping(settings.mapping)
+    with tqdm(desc="read files", unit="file", disable=None, leave=False) as bar:
+
+        def progress(done: int, total: int, label: str) -> None:
+            bar.total = total
+            bar.set_postfix_str(label, refresh=False)
+            bar.update(done - bar.n)
+
+        results = read_mapping(
+            mapping,
+            settings.data_root,
+            start=settings.start,
+            end=settings.end,
+            sources=settings.sources,
+            progress=progress,
+        )
+    long = pd.concat([r.frame for r in results], ignore_index=True)
+    if long.empty:
+        raise DataError(
+            f"the mapping's files hold no value in [{settings.start}, "
+            f"{settings.end}): nothing to load; check the range and data_root"
+        )
+    files = sum(len(r.report.files) for r in results)
     try:
-        stamp = pd.Timestamp(text)
-    except ValueError as exc:
-        raise ConfigError(f"{text!r} is not a date/time: {exc}") from None
-    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
+        with (
+            connect(conninfo, password) as conn,
+            tqdm(desc=f"load {settings.table}", unit="row", disable=None, leave=False) as bar,
+        ):
+            counts = load_frame(
+                conn, long, table=settings.table, layout=settings.layout, advance=bar.update
+            )
+    except psycopg.OperationalError as exc:
+        raise PostgresConnectionError(
+            f"loading into {settings.table} was interrupted and rolled back: {str(exc).strip()}"
+        ) from None
+    except psycopg.Error as exc:
+        raise StoreError(
+            f"loading into {settings.table} failed and was rolled back: {str(exc).strip()}"
+        ) from None
+    return (
+        f"loaded {counts.values} values ({counts.rows} {settings.layout} rows, "
+        f"{counts.duplicates_dropped} duplicates dropped) from {files} file(s) into "
+        f"{settings.table} at {redact(conninfo)}; the table now holds {counts.table_rows} "
+        "rows"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the loader; returns the exit status (0 ok, 1 a problem the message explains)."""
-    args = _parser().parse_args(argv)
-    if not args.dsn:
-        print("error: give --dsn or set ERAFLOW_PG_DSN", file=sys.stderr)
-        return 1
-    try:
-        conninfo, password = split_password(args.dsn)
-        table_identifier(args.table)
-        mapping = load_mapping(args.mapping)
-        with tqdm(desc="read files", unit="file", disable=None, leave=False) as bar:
+    """``python -m eraflow.load_source``: the same command as ``eraflow load``."""
+    from eraflow.cli_support import run_command
 
-            def progress(done: int, total: int, label: str) -> None:
-                bar.total = total
-                bar.set_postfix_str(label, refresh=False)
-                bar.update(done - bar.n)
-
-            results = read_mapping(
-                mapping,
-                args.data_root,
-                start=_utc(args.start),
-                end=_utc(args.end),
-                sources=args.sources,
-                progress=progress,
-            )
-        long = pd.concat([r.frame for r in results], ignore_index=True)
-        files = sum(len(r.report.files) for r in results)
-        with (
-            connect(conninfo, password) as conn,
-            tqdm(desc=f"load {args.table}", unit="row", disable=None, leave=False) as bar,
-        ):
-            counts = load_frame(
-                conn, long, table=args.table, layout=args.layout, advance=bar.update
-            )
-    except (EraflowError, PostgresConnectionError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except psycopg.Error as exc:
-        print(
-            f"error: loading into {args.table} failed and was rolled back: {str(exc).strip()}",
-            file=sys.stderr,
-        )
-        return 1
-    print(
-        f"loaded {counts.values} values ({counts.rows} {args.layout} rows, "
-        f"{counts.duplicates_dropped} duplicates dropped) from {files} file(s) into "
-        f"{args.table} at {redact(conninfo)}; the table now holds {counts.table_rows} rows"
-    )
-    return 0
+    return run_command("eraflow load", LoadSettings, lambda s: print(load(s)), argv)
 
 
 if __name__ == "__main__":

@@ -82,8 +82,8 @@ def read_level_matrix(
                 else np.zeros(len(era_ids), dtype=bool)
             )
             codes = _column_codes(batch.column(1), batch.column(2), code_of)
-            rows.append((offset + where[known]).astype(np.int64))
-            cols.append(codes[known])
+            rows.append((offset + where[known]).astype(np.int32))
+            cols.append(codes[known].astype(np.int32))
             vals.append(batch.column(3).to_numpy(zero_copy_only=False)[known])
         era_parts.append(eras)
         offset += len(eras)
@@ -93,8 +93,8 @@ def read_level_matrix(
     order = np.empty(len(code_of), dtype=np.int64)
     order[[code_of[n] for n in names]] = np.arange(len(names))
     values = np.full((offset, len(names)), np.nan)
-    if rows:
-        values[np.concatenate(rows), order[np.concatenate(cols)]] = np.concatenate(vals)
+    while rows:  # scatter and free batch by batch: never all index arrays at once
+        values[rows.pop(), order[cols.pop()]] = vals.pop()
     eras_all = (
         pd.concat(era_parts, ignore_index=True)
         if era_parts

@@ -9,11 +9,10 @@ Prefect OSS has no backfill command (PREFECT_NOTES §8): this flow is eraflow's.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from prefect.client.schemas.objects import FlowRun
 from prefect.futures import PrefectFuture, as_completed
 from prefect.runtime import flow_run
 
@@ -21,6 +20,7 @@ from eraflow.config import PipelineConfig, to_utc
 from eraflow.errors import EraflowError
 from eraflow.ranges import split_range
 from eraflow.scope import entities_with_data
+from tasks.children import run_child
 from tasks.store import store_session
 
 
@@ -37,25 +37,24 @@ class BackfillFailed(EraflowError):
     task_run_name="chunk[{start:%Y-%m-%d}..{end:%Y-%m-%d}]",
 )
 def run_chunk(deployment: str, start: datetime, end: datetime, parameters: dict[str, Any]) -> str:
-    """One chunk as a child run of ``deployment``; fails if the child does not complete."""
-    from prefect.deployments import run_deployment
+    """One chunk as a child run of ``deployment``, watched (see tasks.children).
 
-    child = cast(
-        FlowRun,
-        run_deployment(  # a sync call returns the FlowRun
-            deployment,
-            timeout=None,
-            parameters=parameters | {"start": start.isoformat(), "end": end.isoformat()},
-            flow_run_name=f"backfill[{start:%Y-%m-%d}..{end:%Y-%m-%d}]",
-            tags=["backfill"],
-        ),
+    A lost worker or the child timeout fails the chunk instead of hanging the backfill.
+    """
+    settings = PipelineConfig.build(**_config_fields(parameters))
+    child = run_child(
+        deployment,
+        parameters=parameters | {"start": start.isoformat(), "end": end.isoformat()},
+        name=f"pipeline[chunk {start:%Y-%m-%d}..{end:%Y-%m-%d}]",
+        tags=["backfill"],
+        timeout=settings.seconds("child_timeout"),
+        lost_after=settings.seconds("lost_worker_after"),
     )
-    if child.state is None or not child.state.is_completed():
-        raise BackfillFailed(
-            f"chunk {start}..{end}: flow run {child.id} ended "
-            f"{child.state.name if child.state else 'without a state'}"
-        )
     return str(child.id)
+
+
+def _config_fields(params: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in params.items() if k in PipelineConfig.model_fields and v is not None}
 
 
 @task(name="backfill-selection", tags=["selection"], cache_policy=NO_CACHE)
@@ -92,11 +91,7 @@ def backfill(
     else:
         children = _run_chunks(deployment, chunks, params, max_concurrent)
     config = PipelineConfig.build(
-        **{
-            k: v
-            for k, v in (params | {"start": start, "end": end, "select": True}).items()
-            if k in PipelineConfig.model_fields and v is not None
-        }
+        **_config_fields(params | {"start": start, "end": end, "select": True})
     )
     entities = backfill_entities(config, start, end)
     from flows.pipeline import select_scope_levels

@@ -12,10 +12,13 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from prefect import flow, get_run_logger
+from prefect.futures import as_completed
+from prefect.runtime import flow_run
 
 from eraflow.batches import EraBatch
 from eraflow.config import PipelineConfig
 from eraflow.features import gpu_available
+from tasks._common import RunProgress
 from tasks.features import era_features
 from tasks.tsfresh import era_tsfresh_features
 
@@ -24,14 +27,32 @@ def _failures(futures: list[Any]) -> list[str]:
     return [f"{f.state.name}: {f.state.message}" for f in futures if not f.state.is_completed()]
 
 
-@flow(name="era-features", flow_run_name="era-features[{device}]")
+def _run_name() -> str:
+    """``era-features[cpu #1]``: each worker group's child run tells which it is."""
+    params = flow_run.get_parameters()
+    group = params.get("group")
+    return (
+        f"era-features[{params.get('device', 'auto')}{f' #{group}' if group is not None else ''}]"
+    )
+
+
+@flow(name="era-features", flow_run_name=_run_name)
 def era_features_flow(
     batches: list[dict[str, Any]],
     config: dict[str, Any],
     device: Literal["auto", "gpu", "cpu"] = "auto",
     run_id: str = "local",
+    group: int | None = None,
 ) -> dict[str, int]:
-    """Compute and store the features of every batch; fail naming each failed batch."""
+    """Compute and store the features of every batch; fail naming each failed batch.
+
+    Args:
+        batches: Era batches (EraBatch as JSON): entity, level, stage, era id range.
+        config: The parent run's PipelineConfig as JSON (the store, profiles, settings).
+        device: Where the engine runs; a GPU worker without CUDA computes on NumPy.
+        run_id: The parent pipeline run, written into every feature row.
+        group: The planner's worker group of these batches (names the run).
+    """
     settings = PipelineConfig.build(**config)
     era_batches = [EraBatch.model_validate(b) for b in batches]
     if device == "gpu" and not gpu_available():
@@ -48,8 +69,11 @@ def era_features_flow(
         for b in era_batches
         if b.stage == "tsfresh"
     ]
-    for future in engine + tsfresh:
-        future.wait()
+    progress = RunProgress(f"era batches on {device}")
+    for done, future in enumerate(as_completed(engine + tsfresh), start=1):
+        future.wait()  # as_completed may hand a future over before its state is final
+        progress(done, len(engine) + len(tsfresh), str(future.state.name))
+    progress.finish()
     failed = _failures(engine) + _failures(tsfresh)
     if failed:
         raise RuntimeError(f"{len(failed)} era batch task(s) failed:\n" + "\n".join(failed))

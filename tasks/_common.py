@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import logging
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -12,18 +13,21 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.client.schemas.objects import State, TaskRun
 from tqdm.auto import tqdm
 
-from eraflow.errors import EraflowError
+from eraflow.retry import is_transient
 
 
 def retry_transient(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
-    """Retry unless the failure is eraflow's own verdict on the input (deterministic)."""
+    """Retry only what may not happen again (eraflow.retry.is_transient); log the decision."""
     try:
         state.result()
-    except EraflowError:
-        return False
-    except Exception:
-        return True
-    return True
+    except Exception as exc:
+        transient = is_transient(exc)
+        if not transient:
+            logging.getLogger("eraflow.retry").info(
+                "not retried: %s is not a transient failure", type(exc).__name__
+            )
+        return transient
+    return False
 
 
 class RunProgress:

@@ -9,6 +9,7 @@ from prefect.cache_policies import NO_CACHE
 from eraflow.aggregate import AggregateResult, aggregate
 from eraflow.catalogue import load_catalogue
 from eraflow.config import PipelineConfig
+from eraflow.errors import DataError
 from tasks._common import retry_transient
 
 
@@ -35,11 +36,24 @@ def aggregate_grid(frames: list[pd.DataFrame], config: PipelineConfig) -> Aggreg
             "sensors not in the catalogue (kept with default handling): %s",
             ", ".join(result.report.unknown_sensors),
         )
-    dropped = int(result.report.per_sensor["dropped_out_of_range"].sum())
-    logger.info(
-        "grid %s rows x %d sensors; %d out-of-range values dropped",
-        len(result.grid),
-        result.grid.shape[1] - 2,
-        dropped,
-    )
+    report = result.report.per_sensor
+    for row in report[
+        (report["dropped_non_finite"] + report["dropped_out_of_range"]) > 0
+    ].itertuples():
+        logger.warning(
+            "%s/%s: dropped %d non-finite and %d out-of-range of %d values",
+            row.entity,
+            row.sensor,
+            row.dropped_non_finite,
+            row.dropped_out_of_range,
+            row.values_in,
+        )
+    rows = result.grid.groupby("entity").size()
+    short = rows[rows < 2]
+    if len(short):
+        raise DataError(
+            f"entities {sorted(short.index)} have one grid row in this range: a grid "
+            "needs at least two; widen the range or use a shorter freq"
+        )
+    logger.info("grid %s rows x %d sensors", len(result.grid), result.grid.shape[1] - 2)
     return result

@@ -10,6 +10,7 @@ from prefect.cache_policies import NO_CACHE
 from eraflow.config import POSTGRES, SIMULATOR, PipelineConfig
 from eraflow.ingest import IngestResult, load_mapping, read_mapping
 from eraflow.ingest.postgres_source import PostgresSourceConfig, read_postgres
+from eraflow.preflight import check_entities
 from eraflow.simulate import simulate
 from tasks._common import RunProgress, retry_transient
 
@@ -53,11 +54,26 @@ def ingest_sources(config: PipelineConfig) -> list[pd.DataFrame]:
                 "entities": ", ".join(r.report.entities),
                 "unmapped_columns": ", ".join(r.report.unmapped_columns),
                 "dst_dropped": r.report.dropped_nonexistent + r.report.dropped_ambiguous,
+                "non_numeric_dropped": sum(r.report.non_numeric_values.values()),
+                "empty_sensors": ", ".join(r.report.empty_sensors),
                 "first": str(r.report.first_time),
                 "last": str(r.report.last_time),
             }
             for r in results
         ]
+        for r in results:
+            for where, count in r.report.non_numeric_values.items():
+                logger.warning(
+                    "%s: %d non-numeric values dropped (%s)", r.report.source, count, where
+                )
+            if r.report.empty_sensors:
+                logger.warning(
+                    "%s: mapped sensors %s hold no value at all in this range",
+                    r.report.source,
+                    ", ".join(r.report.empty_sensors),
+                )
+    found = sorted({str(e) for f in frames for e in f["entity"].unique()})
+    check_entities(config, found)
     if config.entities is not None:
         frames = [f[f["entity"].isin(config.entities)] for f in frames]
     create_table_artifact(

@@ -32,6 +32,7 @@ class SourceReport:
     sensors: list[str] = field(default_factory=list)
     unmapped_columns: list[str] = field(default_factory=list)
     non_numeric_values: dict[str, int] = field(default_factory=dict)
+    empty_sensors: list[str] = field(default_factory=list)
     dropped_nonexistent: int = 0
     dropped_ambiguous: int = 0
     duplicates_merged: int = 0
@@ -60,7 +61,8 @@ def empty_long() -> pd.DataFrame:
     )
 
 
-def _files(mapping: SourceMapping, root: Path) -> list[Path]:
+def source_files(mapping: SourceMapping, root: Path) -> list[Path]:
+    """The files of one mapped source under ``root``; an IngestError names a glob with none."""
     found: list[Path] = []
     for pattern in mapping.files:
         matches = sorted(p for p in root.glob(pattern) if p.is_file())
@@ -404,7 +406,7 @@ def read_source(
     """
     root = Path(root)
     report = SourceReport(source=mapping.name)
-    files = _files(mapping, root)
+    files = source_files(mapping, root)
     pieces: list[pd.DataFrame] = []
     for done, path in enumerate(files):
         table, names = _load_table(path, mapping)
@@ -451,6 +453,8 @@ def read_source(
     frame = resolve_duplicates(
         frame, source=mapping.name, policy=mapping.on_duplicate, report=report
     )
+    mapped = {c.sensor for c in mapping.columns}
+    report.empty_sensors = sorted(mapped - set(frame["sensor"].astype(str)))  # no value at all
     return finish_long(frame, source=mapping.name, report=report)
 
 

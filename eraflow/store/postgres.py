@@ -106,8 +106,11 @@ class PostgresStore:
         *,
         schema: str = "eraflow",
         password: str | None = None,
+        lock_timeout: float = 30.0,
+        statement_timeout: float = 600.0,
         **connect_kwargs: Any,
     ) -> None:
+        self.lock_timeout, self.statement_timeout = lock_timeout, statement_timeout
         self._conninfo, inline = split_password(dsn)
         self._password = password if password is not None else inline
         self._connect_kwargs = connect_kwargs
@@ -120,7 +123,7 @@ class PostgresStore:
     def connection(self) -> psycopg.Connection:
         """The live autocommit connection (reopened when closed), schema migrated."""
         if self._conn is None or self._conn.closed or self._conn.broken:
-            self._conn = connect(self._conninfo, self._password, **self._connect_kwargs)
+            self._conn = self._connect()
             if not self._migrated:
                 try:
                     migrate(self._conn, self.schema)
@@ -136,6 +139,36 @@ class PostgresStore:
                     ) from None
                 self._migrated = True
         return self._conn
+
+    def _connect(self) -> psycopg.Connection:
+        """A session with this store's lock and statement timeouts (a wait never hangs)."""
+        conn = connect(self._conninfo, self._password, **self._connect_kwargs)
+        conn.execute(
+            sql.SQL("SET lock_timeout = {}").format(
+                sql.Literal(f"{int(self.lock_timeout * 1000)}ms")
+            )
+        )
+        conn.execute(
+            sql.SQL("SET statement_timeout = {}").format(
+                sql.Literal(f"{int(self.statement_timeout * 1000)}ms")
+            )
+        )
+        return conn
+
+    def _interrupted(self, doing: str, exc: psycopg.OperationalError) -> PostgresConnectionError:
+        """The retryable error for a lost connection or a timeout, with what was waited for."""
+        if isinstance(exc, psycopg.errors.LockNotAvailable):
+            message = (
+                f"{doing}: a lock was not granted within lock_timeout "
+                f"({self.lock_timeout:g} s): another session holds it"
+            )
+            logger.warning("%s; the task retries it", message)
+        elif isinstance(exc, psycopg.errors.QueryCanceled):
+            message = f"{doing}: cancelled after statement_timeout ({self.statement_timeout:g} s)"
+            logger.warning("%s; the task retries it", message)
+        else:
+            message = f"{doing} was interrupted: {pg_message(exc)}"
+        return PostgresConnectionError(f"{message} (rolled back; {self.describe()})")
 
     def close(self) -> None:
         """Close the connection (the store reconnects on next use)."""
@@ -224,9 +257,7 @@ class PostgresStore:
             for batch in copy_out(self.connection(), query, params, kinds):
                 yield _declared(spec, columns, batch)
         except psycopg.OperationalError as exc:
-            raise PostgresConnectionError(
-                f"reading {name} from {self.describe()} failed: {pg_message(exc)}"
-            ) from None
+            raise self._interrupted(f"reading {name}", exc) from None
 
     def read(
         self, name: str, key: Key | None = None, *, columns: Sequence[str] | None = None
@@ -284,10 +315,7 @@ class PostgresStore:
                     )
                 )
         except psycopg.OperationalError as exc:
-            raise PostgresConnectionError(
-                f"writing {name} to {self.describe()} was "
-                f"interrupted and rolled back: {pg_message(exc)}"
-            ) from None
+            raise self._interrupted(f"writing {name}", exc) from None
         except psycopg.Error as exc:
             raise StoreError(
                 f"writing {name} for {key} failed and was rolled back (nothing "
@@ -308,10 +336,7 @@ class PostgresStore:
                 )
                 return int(cur.rowcount)
         except psycopg.OperationalError as exc:
-            raise PostgresConnectionError(
-                f"deleting from {name} in {self.describe()} was "
-                f"interrupted and rolled back: {pg_message(exc)}"
-            ) from None
+            raise self._interrupted(f"deleting from {name}", exc) from None
 
     @contextmanager
     def lock(self, owner: str) -> Iterator[None]:

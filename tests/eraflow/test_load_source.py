@@ -106,7 +106,7 @@ def test_a_range_loads_only_that_range(kj_slice: tuple[Path, Path], dsn: str) ->
     assert back["time"].max() < pd.Timestamp("2015-09-08", tz="UTC")
 
 
-def test_bad_arguments_exit_with_a_message(
+def test_bad_arguments_exit_2_with_a_message(
     tmp_path: Path, dsn: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert (
@@ -122,10 +122,10 @@ def test_bad_arguments_exit_with_a_message(
                 "x; drop table y",
             ]
         )
-        == 1
+        == 2
     )
     assert "schema.table" in capsys.readouterr().err
-    assert main(["--mapping", "nope", "--data-root", str(tmp_path), "--dsn", dsn]) == 1
+    assert main(["--mapping", "nope", "--data-root", str(tmp_path), "--dsn", dsn]) == 2
     assert "neither a preset" in capsys.readouterr().err
     secret = "hunter2-secret"
     assert (
@@ -139,7 +139,18 @@ def test_bad_arguments_exit_with_a_message(
                 f"postgresql://postgres:{secret}@127.0.0.1:5432/x",
             ]
         )
-        == 1
+        == 2
     )
     err = capsys.readouterr().err
     assert "no file matches" in err and secret not in err
+
+
+def test_an_empty_range_says_so_instead_of_an_sql_error(
+    greenhouse_dir: Path, dsn: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    root = greenhouse_dir / "knudjepsen"
+    args = ["--mapping", "knudjepsen", "--data-root", str(root), "--dsn", dsn]
+    assert main([*args, "--start", "2030-01-01", "--end", "2030-01-02"]) == 2
+    assert "nothing to load" in capsys.readouterr().err
+    assert main([*args, "--start", "2030-01-02", "--end", "2030-01-01"]) == 2
+    assert "empty range" in capsys.readouterr().err

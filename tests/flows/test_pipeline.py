@@ -19,7 +19,8 @@ from eraflow.scope import read_feature_matrix
 from eraflow.simulate import simulate
 from eraflow.store import ParquetStore
 from eraflow.store.grid import read_entity_grid
-from flows.pipeline import feature_pipeline, main
+from flows.cli import main
+from flows.pipeline import feature_pipeline
 
 
 def artifact_keys(flow_run_id: object) -> set[str]:
@@ -192,7 +193,15 @@ def test_empty_range_fails_clearly_and_writes_nothing(tmp_path: Path) -> None:
 def test_cli_prints_where_the_results_are(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["--store", str(tmp_path / "cli"), "--days", "2"]) == 0
+    store = tmp_path / "cli"
+    assert (
+        main(["run", "--store", str(store), "--simulator.days", "2", "--empty-tsfresh-levels"]) == 0
+    )
     out = capsys.readouterr().out
-    assert "flow run Completed" in out and str(tmp_path / "cli") in out
-    assert main(["--store", str(tmp_path / "x"), "--freq", "bad"]) == 1
+    assert "flow run Completed" in out and str(store) in out
+    assert (store / "reports" / "runs" / "latest.html").is_file()
+    assert main(["show", "--store", str(store)]) == 0
+    assert "flow run Completed" in capsys.readouterr().out
+    assert main(["run", "--store", str(tmp_path / "x"), "--freq", "bad"]) == 2
+    assert "freq" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()

@@ -1,0 +1,335 @@
+"""The ``eraflow`` command: run, backfill, load, show, matrix, catalogue, server up/down.
+
+Options are the fields of the models that declare them (``PipelineConfig``, ``LoadSettings``,
+``BackfillSettings``), with their descriptions, defaults and choices. Every check that needs no
+data runs before Prefect starts; a user mistake ends with exit status 2 and one line on stderr.
+Without ``PREFECT_API_URL``, a run starts a private Prefect server that dies with it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, cast
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from eraflow.cli_support import USAGE, new_app, run_app, with_options
+from eraflow.config import PipelineConfig
+from eraflow.errors import ConfigError
+from eraflow.load_source import LoadSettings, load
+from eraflow.preflight import check_config
+
+app = new_app("eraflow", "Greenhouse climate data to era features: a Prefect 3 pipeline.")
+server_app = new_app("eraflow server", "A local Prefect server, work pools and workers.")
+app.command(server_app, name="server")
+PROJECT = Path(__file__).resolve().parents[1]
+
+if TYPE_CHECKING:
+    from prefect.client.schemas.objects import State
+
+
+class BackfillSettings(BaseModel):
+    """How a long range is cut into chunks (the range is the pipeline's start and end)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    chunk: str = Field(default="7D", description="Chunk length, e.g. '7D' or '1D'.")
+    max_concurrent: int = Field(
+        default=2, ge=1, description="With a deployment: chunk runs at a time."
+    )
+    chunk_deployment: str | None = Field(
+        default=None,
+        description="Run each chunk as a run of this deployment (e.g. "
+        "feature-pipeline/manual, on a server); default: one after the other, here.",
+    )
+
+
+@contextmanager
+def _prefect_context(home: Path) -> Iterator[None]:
+    """A private server unless PREFECT_API_URL points at one (see flows.local_server)."""
+    if os.environ.get("PREFECT_API_URL"):
+        yield
+        return
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    from flows.local_server import private_server
+
+    with private_server(home) as url, temporary_settings({PREFECT_API_URL: url}):
+        try:
+            yield
+        finally:
+            from prefect.logging.handlers import APILogWorker
+
+            APILogWorker.drain_all(timeout=5)  # the last log lines reach it before it stops
+
+
+def _home() -> Path:
+    return Path(os.environ.get("PREFECT_HOME", ".prefect-home"))
+
+
+def _print_summary(summary: dict[str, Any]) -> None:
+    print(
+        f"flow run Completed: {summary['grid_rows']} grid rows for "
+        f"{', '.join(summary['entities'])} ({summary['start']} .. {summary['end']})"
+    )
+    done = summary["batches"] or "none (every era was up to date)"
+    print(f"era batches computed: {done}; {summary['feature_rows']} feature values")
+    for level, chosen in summary["selection"].items():
+        print(
+            f"selection {summary['scope']}/{level}: {chosen['kept']} of {chosen['features']} "
+            f"features kept over {chosen['eras']} eras"
+        )
+    print(f"results: {summary['store']} ({', '.join(summary['tables'])})")
+    if summary.get("report"):
+        print(f"report: {summary['report']}")
+
+
+def run(*, config: PipelineConfig | None = None) -> int:
+    """Run the pipeline once (every option below is also a flow parameter)."""
+    config = config or PipelineConfig()
+    check_config(config)
+    with _prefect_context(_home()):
+        from flows.pipeline import feature_pipeline
+
+        state = cast("State", feature_pipeline(**config.model_dump(mode="json"), return_state=True))
+    if not state.is_completed():
+        print(
+            f"eraflow run: the flow run ended {state.type.value}: {state.message}", file=sys.stderr
+        )
+        return 1
+    _print_summary(state.result())
+    return 0
+
+
+def backfill(
+    *, config: PipelineConfig | None = None, chunks: BackfillSettings | None = None
+) -> int:
+    """Run a long range in chunks, then select features once (start and end are required)."""
+    config, chunks = config or PipelineConfig(), chunks or BackfillSettings()
+    if config.start is None or config.end is None:
+        raise ConfigError("a backfill needs --start and --end")
+    check_config(config)
+    params = config.model_dump(mode="json", exclude={"start", "end"})
+    with _prefect_context(_home()):
+        from flows.backfill import backfill as backfill_flow
+
+        state = cast(
+            State,
+            backfill_flow(
+                start=config.start,
+                end=config.end,
+                chunk=chunks.chunk,
+                max_concurrent=chunks.max_concurrent,
+                deployment=chunks.chunk_deployment,
+                parameters=params,
+                return_state=True,
+            ),
+        )
+    if not state.is_completed():
+        print(f"eraflow backfill: ended {state.type.value}: {state.message}", file=sys.stderr)
+        return 1
+    result = state.result()
+    print(
+        f"backfill Completed: {len(result['chunks']) or 'all'} chunk(s); selection over "
+        f"{', '.join(result['entities'])}: "
+        + ", ".join(
+            f"{lv} kept {s['kept']} of {s['features']}" for lv, s in result["selection"].items()
+        )
+    )
+    return 0
+
+
+def load_command(*, settings: LoadSettings | None = None) -> int:
+    """Load mapped sensor files into a PostgreSQL table (idempotent upsert)."""
+    if settings is None:
+        raise ConfigError("eraflow load needs --mapping and --data-root (see --help)")
+    print(load(settings))
+    return 0
+
+
+def show(*, store: Path = Path("eraflow-store"), run_id: str | None = None) -> int:
+    """A finished run's summary and where its tables and report are.
+
+    Parameters
+    ----------
+    store
+        The store folder the run wrote to (its reports live there, whatever the store).
+    run_id
+        The flow run id; default: the latest run.
+    """
+    runs = store / "reports" / "runs"
+    path = runs / (f"{run_id}.json" if run_id else "latest.json")
+    if not path.is_file():
+        known = sorted(p.stem for p in runs.glob("*.json") if p.stem != "latest")
+        raise ConfigError(f"no run summary {path}; runs recorded here: {known or 'none'}")
+    summary = json.loads(path.read_text())
+    _print_summary(summary)
+    return 0
+
+
+def matrix(
+    *,
+    scope: str,
+    level: Literal["A", "B", "C"],
+    out: Path,
+    entity: str | None = None,
+    store: Path = Path("eraflow-store"),
+    store_block: str | None = None,
+) -> int:
+    """Export one level's feature matrix of a scope (one row per era) to Parquet or CSV.
+
+    Parameters
+    ----------
+    scope
+        The selection scope, e.g. 'kj_no3+kj_no4' (eraflow show prints it).
+    level
+        Era level.
+    out
+        File to write: .parquet or .csv.
+    entity
+        Only this entity's eras.
+    store
+        The Parquet store folder.
+    store_block
+        A saved store block 'slug/name' instead of the folder.
+    """
+    if out.suffix not in (".parquet", ".csv"):
+        raise ConfigError(f"--out {out}: write a .parquet or a .csv file")
+    from eraflow.scope import read_feature_matrix
+
+    config = PipelineConfig.build(store=store, store_block=store_block)
+    context = _prefect_context(_home()) if store_block else nullcontext()
+    with context:
+        from tasks.store import store_session
+
+        with store_session(config) as opened:
+            frame = read_feature_matrix(opened, scope, level, entity=entity)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if out.suffix == ".csv":
+        frame.to_csv(out)
+    else:
+        frame.to_parquet(out)
+    print(f"wrote {len(frame)} eras x {frame.shape[1] - 2} features to {out}")
+    return 0
+
+
+def catalogue(*, catalogue: Path | None = None, sensor: str | None = None) -> int:
+    """Print the sensor catalogue (with a user catalogue's overrides applied).
+
+    Parameters
+    ----------
+    catalogue
+        A user catalogue TOML (entries override or extend the packaged one).
+    sensor
+        Only this sensor, every field.
+    """
+    from eraflow.catalogue import load_catalogue
+
+    table = load_catalogue(catalogue).to_frame()
+    if sensor is not None:
+        rows = table[table["name"] == sensor]
+        if rows.empty:
+            raise ConfigError(
+                f"no sensor {sensor!r} in the catalogue; sensors are {', '.join(table['name'])}"
+            )
+        for key, value in rows.iloc[0].items():
+            print(f"{key:>16}: {value}")
+        return 0
+    columns = [
+        "name",
+        "unit",
+        "kind",
+        "valid_min",
+        "valid_max",
+        "max_fill_gap",
+        "tsfresh_profile",
+        "gpu",
+    ]
+    print(table[[c for c in columns if c in table]].to_string(index=False))
+    return 0
+
+
+@server_app.command
+def up(
+    *,
+    port: int = 4200,
+    home: Path = Path(".prefect-home"),
+    workers: bool = True,
+    deploy: bool = True,
+) -> int:
+    """Start a Prefect server, the work pools, the deployments and a worker per pool.
+
+    Parameters
+    ----------
+    port
+        Port of the server (and its UI) on 127.0.0.1.
+    home
+        PREFECT_HOME of the server; logs and pid files go to <home>/eraflow-server.
+    workers
+        Start a cpu-pool and a gpu-pool worker.
+    deploy
+        Create the pools and register prefect.yaml's deployments.
+    """
+    from flows.local_server import server_up
+
+    url = server_up(home, port, workers=workers, deploy=deploy, project=PROJECT)
+    print(f"Prefect server on {url.removesuffix('/api')} (logs: {home}/eraflow-server)")
+    print(f"export PREFECT_API_URL={url} PREFECT_HOME={home.resolve()}")
+    return 0
+
+
+@server_app.command
+def down(*, home: Path = Path(".prefect-home")) -> int:
+    """Stop the server and workers that 'eraflow server up' started, and their flow runs.
+
+    Parameters
+    ----------
+    home
+        The PREFECT_HOME given to 'server up'.
+    """
+    from flows.local_server import server_down
+
+    stopped = server_down(home)
+    print(f"stopped: {', '.join(stopped) or 'nothing was running'}")
+    return 0
+
+
+@server_app.command
+def status(*, home: Path = Path(".prefect-home")) -> int:
+    """Which of the server and the workers are running.
+
+    Parameters
+    ----------
+    home
+        The PREFECT_HOME given to 'server up'.
+    """
+    from flows.local_server import server_status
+
+    for name, alive in server_status(home).items():
+        print(f"{name:>9}: {'running' if alive else 'stopped'}")
+    return 0
+
+
+app.command(with_options(run, config=PipelineConfig), name="run")
+app.command(with_options(backfill, config=PipelineConfig, chunks=BackfillSettings), name="backfill")
+app.command(with_options(load_command, settings=LoadSettings), name="load")
+app.command(show)
+app.command(matrix)
+app.command(catalogue)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``eraflow`` console script."""
+    return run_app(app, argv, "eraflow")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+__all__ = ["USAGE", "app", "main"]

@@ -1,0 +1,127 @@
+"""Child runs on work pools that cannot hang their parent: a timeout and a lost-worker watchdog.
+
+``run_deployment(timeout=None)`` waits forever for a child whose worker died: a run a dead
+worker had claimed stays Pending, and its parent (a pipeline, a backfill) stays Running. Here
+the parent creates the child, then polls it. It gives up, marks the child Crashed and fails,
+when
+
+- the child is still Scheduled or Pending and its pool has had no live worker (no heartbeat
+  within three heartbeat intervals) for ``lost_after``;
+- the child's process, on this host, is gone while the child is Pending or Running;
+- the child has not ended within ``timeout``.
+
+Detection time is therefore at most ``lost_after`` plus one poll (plus the worker's own
+heartbeat interval, 30 s by default) for a dead worker, and one poll for a dead process.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from datetime import UTC, datetime
+from typing import Any, cast
+from uuid import UUID
+
+import psutil
+from prefect import get_run_logger
+from prefect.client.orchestration import SyncPrefectClient, get_client
+from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.states import Crashed
+
+from eraflow.errors import EraflowError
+
+LIVE_STATES = {StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING}
+
+
+class ChildRunFailed(EraflowError):
+    """A child run ended other than Completed, timed out, or lost its worker."""
+
+
+def _pool_has_live_worker(client: SyncPrefectClient, pool: str | None) -> bool:
+    if pool is None:
+        return True
+    now = datetime.now(UTC)
+    for worker in client.read_workers_for_work_pool(pool):
+        interval = worker.heartbeat_interval_seconds or 30
+        last = worker.last_heartbeat_time
+        if last is not None and (now - last).total_seconds() <= 3 * interval:
+            return True
+    return False
+
+
+def _process_gone(run: FlowRun) -> bool:
+    """The child's process ran on this host and no longer exists."""
+    pid = run.infrastructure_pid or ""
+    host, _, number = pid.rpartition(":")
+    if not number.isdigit() or host not in (socket.gethostname(), ""):
+        return False
+    return not psutil.pid_exists(int(number))
+
+
+def _give_up(client: SyncPrefectClient, run: FlowRun, why: str) -> ChildRunFailed:
+    client.set_flow_run_state(run.id, Crashed(message=why), force=True)
+    return ChildRunFailed(f"{run.name} (flow run {run.id}): {why}")
+
+
+def wait_for_child(
+    run_id: UUID, *, timeout: float, lost_after: float, poll: float = 5.0
+) -> FlowRun:
+    """Wait for a child run to end; returns it Completed, else raises ChildRunFailed."""
+    logger = get_run_logger()
+    deadline = time.monotonic() + timeout
+    no_worker_since: float | None = None
+    with get_client(sync_client=True) as client:
+        while True:
+            run = client.read_flow_run(run_id)
+            state = run.state
+            kind = state.type if state is not None else StateType.PENDING
+            if kind not in LIVE_STATES:
+                if kind != StateType.COMPLETED:
+                    message = state.message if state is not None else ""
+                    raise ChildRunFailed(
+                        f"{run.name} (flow run {run.id}) ended "
+                        f"{state.name if state else kind}: {message}"
+                    )
+                return run
+            if kind in (StateType.PENDING, StateType.RUNNING) and _process_gone(run):
+                raise _give_up(
+                    client, run, "its process is gone (the worker or the process was killed)"
+                )
+            if kind in (StateType.SCHEDULED, StateType.PENDING) and not _pool_has_live_worker(
+                client, run.work_pool_name
+            ):
+                no_worker_since = no_worker_since or time.monotonic()
+                if time.monotonic() - no_worker_since > lost_after:
+                    raise _give_up(
+                        client,
+                        run,
+                        f"no live worker in {run.work_pool_name} for "
+                        f"{lost_after:.0f} s (a worker died or none "
+                        "runs)",
+                    )
+            else:
+                no_worker_since = None
+            if time.monotonic() > deadline:
+                raise _give_up(client, run, f"not finished after {timeout:.0f} s (child_timeout)")
+            logger.debug("waiting for %s: %s", run.name, kind.value)
+            time.sleep(poll)
+
+
+def run_child(
+    deployment: str,
+    *,
+    parameters: dict[str, Any],
+    name: str,
+    tags: list[str],
+    timeout: float,
+    lost_after: float,
+    poll: float = 5.0,
+) -> FlowRun:
+    """Create a run of ``deployment`` and wait for it with the watchdog above."""
+    from prefect.deployments import run_deployment
+
+    created = cast(
+        FlowRun,
+        run_deployment(deployment, parameters=parameters, flow_run_name=name, tags=tags, timeout=0),
+    )
+    return wait_for_child(created.id, timeout=timeout, lost_after=lost_after, poll=poll)
