@@ -30,18 +30,20 @@ $(STAMP): pyproject.toml
 
 ## Run the main pipeline on the embedded default: ephemeral Prefect, built-in simulator, Parquet store.
 demo: $(STAMP)
-	$(BIN)/python -m flows.pipeline --store $(STORE) $(ARGS)
+	$(BIN)/eraflow run --store $(STORE) $(ARGS)
 
 ## Run the whole test suite (slow and Postgres tests included; GPU tests skip without CUDA).
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+## The fast part: no slow end-to-end, server or browser tests (a few minutes on 2 cores).
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -m "not slow and not server" $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy eraflow tasks flows blocks
 
 bench: $(STAMP)
 	PYTHONPATH=$(CURDIR) $(BIN)/python benchmarks/run_all.py $(ARGS)

@@ -53,6 +53,8 @@ class EraUpdate:
         The grid segmented (for plots); empty frames when nothing was stored.
     kept, changed, removed
         Eras unchanged (bounds and data), changed (same start, other end or data), and gone.
+    notes
+        What era detection noted (signals skipped as all-missing or constant).
     window_start
         Eras starting at or after it were re-segmented (None: the whole history).
     """
@@ -65,6 +67,7 @@ class EraUpdate:
     changed: int
     removed: int
     window_start: pd.Timestamp | None
+    notes: list[str]
 
 
 def era_fingerprints(
@@ -220,7 +223,8 @@ def update_entity_eras(
             raise DataError(f"no stored grid for {entity}: nothing to segment")
         values = values[[c for c in values.columns if values[c].notna().any()]]
         fill_mask = fill_mask[values.columns]
-        eras = assign_stable_era_ids(detect_eras(values, entity=entity, config=config))
+        notes: list[str] = []
+        eras = assign_stable_era_ids(detect_eras(values, entity=entity, config=config, notes=notes))
         eras["fingerprint"] = era_fingerprints(values, fill_mask, eras)
         eras["coverage"] = era_coverage(values, fill_mask, eras)
         eras["kind"] = "data"
@@ -238,6 +242,7 @@ def update_entity_eras(
         ledger = store.read("feature_ledger", Key(entity))
         todo = stale_eras(everything, ledger, stages)
     return EraUpdate(
+        notes=notes,
         eras=everything,
         todo=todo,
         values=values,

@@ -27,6 +27,8 @@ process pool: parallelism belongs to the orchestrator, over era batches).
 from __future__ import annotations
 
 import copy
+import logging
+import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
@@ -45,6 +47,23 @@ ENGINE_NAME = "tsfresh"
 
 # The engine profile whose tsfresh-compatible features stand in for each tsfresh profile; the
 # engine has no comprehensive profile, and everything it has is cheap, so "efficient" covers it.
+
+
+class _WithoutMatrixProfileNotice(logging.Filter):
+    """Drops tsfresh's notice that matrix_profile's ``matrixprofile`` package is missing.
+
+    tsfresh logs it for every settings object it builds (16-31 lines a run); the stage never
+    asks for that calculator, so the line tells a user nothing.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Dependency not available for matrix_profile" not in record.getMessage()
+
+
+logging.getLogger("tsfresh.feature_extraction.settings").addFilter(_WithoutMatrixProfileNotice())
+# statsmodels (under tsfresh's ADF and AR calculators) warns about its own future defaults.
+warnings.filterwarnings("ignore", category=FutureWarning, module=r"statsmodels(\..*)?")
+
 _ENGINE_PROFILE = {"minimal": "minimal", "efficient": "efficient", "comprehensive": "efficient"}
 
 Settings = dict[str, list[dict[str, Any]] | None]

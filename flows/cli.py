@@ -325,6 +325,12 @@ app.command(catalogue)
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``eraflow`` console script."""
+    for key, value in {
+        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        "DO_NOT_TRACK": "1",
+        "PREFECT_LOGGING_EXTRA_LOGGERS": "eraflow",
+    }.items():
+        os.environ.setdefault(key, value)  # offline, quiet: no telemetry calls home
     return run_app(app, argv, "eraflow")
 
 

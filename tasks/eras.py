@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import warnings
 from pathlib import Path
 
 import pandas as pd
@@ -12,8 +11,9 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from eraflow.batches import EraBatch, batches_for_todo
+from eraflow.catalogue import load_catalogue
 from eraflow.config import PipelineConfig
-from eraflow.eras import EraConfig, EraWarning, plot_eras
+from eraflow.eras import EraConfig, plot_eras
 from eraflow.feature_store import stage_hashes
 from eraflow.grid import grid_step
 from eraflow.history import EraUpdate, update_entity_eras
@@ -38,10 +38,12 @@ def era_config(config: PipelineConfig) -> EraConfig:
 
 def _publish(entity: str, update: EraUpdate, config: PipelineConfig) -> None:
     eras = update.eras
+    catalogue = load_catalogue(config.catalogue)
     png = plot_eras(
         update.values,
         eras[eras["start"] >= update.values.index.min()],
         path=reports_folder(config) / f"eras-{entity_slug(entity)}.png",
+        units={name: catalogue.get(name).unit for name in update.values.columns},
     )
     table = ["| level | eras | median length | mean coverage | method |", "|---|---|---|---|---|"]
     for level, part in eras.groupby("level"):
@@ -76,8 +78,7 @@ def detect_entity_eras(
     """
     logger = get_run_logger()
     horizon = pd.Timedelta(config.era_horizon) if config.era_horizon else None
-    with store_session(config) as store, warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", EraWarning)
+    with store_session(config) as store:
         update = update_entity_eras(
             store,
             entity,
@@ -87,8 +88,8 @@ def detect_entity_eras(
             start=start,
             horizon=horizon,
         )
-    for warning in caught:
-        logger.warning("%s: %s", entity, warning.message)
+    for note in update.notes:
+        logger.warning("%s: %s", entity, note)
     counts = update.eras.groupby("level").size().to_dict()
     logger.info(
         "%s: eras per level %s; %d unchanged, %d changed, %d gone; %d era-stage feature sets due",

@@ -135,7 +135,17 @@ def standardise(x: NDArray[np.float64], *, scaling: Scaling) -> NDArray[np.float
     return out
 
 
-def _select_signals(values: pd.DataFrame, config: EraConfig) -> list[str]:
+def _note(message: str, notes: list[str] | None) -> None:
+    """Into ``notes`` when given (thread-safe, per call), else an EraWarning."""
+    if notes is not None:
+        notes.append(message)
+    else:
+        warnings.warn(message, EraWarning, stacklevel=4)
+
+
+def _select_signals(
+    values: pd.DataFrame, config: EraConfig, notes: list[str] | None = None
+) -> list[str]:
     explicit = config.signals is not None
     if explicit:
         assert config.signals is not None
@@ -164,12 +174,12 @@ def _select_signals(values: pd.DataFrame, config: EraConfig) -> list[str]:
             "leave them out of EraConfig(signals=...)"
         )
     if empty:
-        warnings.warn(f"era detection skips all-NaN signals {empty}", EraWarning, stacklevel=3)
+        _note(f"era detection skips all-NaN signals {empty}", notes)
         names = [c for c in names if c not in empty]
     if not explicit:
         flat = [c for c in names if frame[c].max() == frame[c].min()]
         if flat and len(flat) < len(names):
-            warnings.warn(f"era detection skips constant signals {flat}", EraWarning, stacklevel=3)
+            _note(f"era detection skips constant signals {flat}", notes)
             names = [c for c in names if c not in flat]
     return names
 
@@ -267,7 +277,11 @@ def _table(
 
 
 def detect_eras(
-    values: pd.DataFrame, *, entity: str, config: EraConfig | None = None
+    values: pd.DataFrame,
+    *,
+    entity: str,
+    config: EraConfig | None = None,
+    notes: list[str] | None = None,
 ) -> pd.DataFrame:
     """Segment one entity's sensor grid into nested eras A ⊃ B ⊃ C.
 
@@ -281,6 +295,10 @@ def detect_eras(
         Entity key written to every row (e.g. ``"knudjepsen/NO3"``).
     config : EraConfig, optional
         Signals, cost, penalties and minimum lengths; defaults to ``EraConfig()``.
+    notes : list of str, optional
+        Where skipped signals are noted; without it they are :class:`EraWarning` s (the
+        warnings machinery is process-wide: threads segmenting other entities would catch
+        each other's warnings).
 
     Returns
     -------
@@ -315,7 +333,7 @@ def detect_eras(
         raise DataError("values.index must be tz-aware (UTC); localise it first")
     index = values.index.tz_convert("UTC")
     step = grid_step(index)
-    names = _select_signals(values, config)
+    names = _select_signals(values, config, notes)
     x = _detection_matrix(values, names, config.scaling)
     n = x.shape[0]
     cost_kwargs: dict[str, float] = (

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -27,6 +27,7 @@ def plot_eras(
     path: str | Path,
     title: str | None = None,
     plot_step: str | None = "1h",
+    units: Mapping[str, str] | None = None,
 ) -> Path:
     """Save a PNG with one panel per signal and the era boundaries of every level.
 
@@ -45,6 +46,8 @@ def plot_eras(
     plot_step : str, optional
         Signals are drawn as means over this span (a year of 5-minute points is too dense to
         read); ``None`` draws every row.
+    units : mapping, optional
+        Unit per signal for the axis labels (e.g. from the sensor catalogue).
 
     Returns
     -------
@@ -73,7 +76,10 @@ def plot_eras(
     levels = [lv for lv in ("C", "B", "A") if lv in set(eras["level"])]
     for ax, name in zip(axes[:, 0], signals, strict=False):
         ax.plot(frame.index, frame[name], lw=0.6, color="#2166ac")
-        ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=8)
+        unit = (units or {}).get(name, "")
+        ax.set_ylabel(
+            f"{name}\n[{unit}]" if unit else name, rotation=0, ha="right", va="center", fontsize=8
+        )
         ax.tick_params(labelsize=7)
         for lv in levels:
             colour, width, alpha = _STYLE[lv]
@@ -92,9 +98,14 @@ def plot_eras(
             )
     counts = {lv: int((eras["level"] == lv).sum()) for lv in ("A", "B", "C")}
     entity = str(eras["entity"].iloc[0]) if len(eras) else ""
-    head = title or (
-        f"{entity}: eras A={counts['A']}, B={counts['B']}, C={counts['C']} (boundaries, UTC)"
+    measured = values[list(signals)].dropna(how="all").index
+    span = (
+        f"data {measured.min():%Y-%m-%d %H:%M} .. {measured.max():%Y-%m-%d %H:%M} UTC"
+        if len(measured)
+        else "no data"
     )
+    head = title or (f"{entity}: eras A={counts['A']}, B={counts['B']}, C={counts['C']} ({span})")
+    axes[-1, 0].set_xlabel("time (UTC)", fontsize=8)
     fig.suptitle(head, fontsize=10)
     handles = [
         Line2D([0], [0], color=_STYLE[lv][0], lw=_STYLE[lv][1], label=f"level {lv}")

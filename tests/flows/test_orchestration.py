@@ -13,6 +13,8 @@ from prefect.logging import disable_run_logger
 from eraflow.config import SimulatorSettings
 from flows.pipeline import feature_pipeline
 
+pytestmark = pytest.mark.slow
+
 
 def test_the_store_decides_which_batches_run(tmp_path: Path) -> None:
     params = {

@@ -31,6 +31,7 @@ def artifact_keys(flow_run_id: object) -> set[str]:
     return {a.key for a in artifacts if a.key} | {a.type for a in artifacts}
 
 
+@pytest.mark.slow
 def test_simulator_run_stores_every_table_idempotently(tmp_path: Path) -> None:
     store = tmp_path / "store"
     settings = SimulatorSettings(days=4, entities=["sim_a", "sim_b"], seed=11)
@@ -132,6 +133,7 @@ def test_simulator_run_stores_every_table_idempotently(tmp_path: Path) -> None:
 
 
 @pytest.mark.realdata
+@pytest.mark.slow
 def test_knudjepsen_month(
     tmp_path: Path, greenhouse_dir: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
