@@ -15,21 +15,11 @@ from typing import Annotated, Any, TypeVar
 from cyclopts import App, CycloptsError, Parameter
 from pydantic import BaseModel, ValidationError
 
-from eraflow.errors import EraflowError
+from eraflow.errors import EraflowError, validation_message
 
 M = TypeVar("M", bound=BaseModel)
 USAGE = 2
 """Exit status of a user mistake (as argparse and cyclopts use it)."""
-
-
-def validation_message(exc: ValidationError) -> str:
-    """``field: problem; field: problem`` from a pydantic error (no URLs, no input dumps)."""
-    parts = []
-    for error in exc.errors():
-        where = ".".join(str(p) for p in error["loc"] if p != "__root__")
-        message = str(error["msg"]).removeprefix("Value error, ")
-        parts.append(f"{where}: {message}" if where else message)
-    return "; ".join(parts)
 
 
 def error_line(exc: BaseException) -> str:
@@ -55,6 +45,7 @@ def new_app(name: str, help_text: str) -> App:
         error_formatter=one_line,
         result_action="return_value",
         help_on_error=False,
+        default_parameter=Parameter(consume_multiple=True),  # --entities a b
     )
 
 

@@ -17,7 +17,7 @@ from pydantic import (
     model_validator,
 )
 
-from eraflow.errors import ConfigError
+from eraflow.errors import ConfigError, validation_message
 from eraflow.grid import grid_step
 
 Level = Literal["A", "B", "C"]
@@ -306,7 +306,4 @@ class PipelineConfig(BaseModel):
         try:
             return cls.model_validate(values)
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(map(str, e['loc'])) or 'config'}: {e['msg']}" for e in exc.errors()
-            )
-            raise ConfigError(f"invalid pipeline parameters: {problems}") from exc
+            raise ConfigError(f"invalid pipeline parameters: {validation_message(exc)}") from None

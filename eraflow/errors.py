@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
 
 class EraflowError(Exception):
     """Base class for every error eraflow raises on purpose."""
@@ -21,3 +26,20 @@ class DataError(EraflowError, ValueError):
 
 class StoreError(EraflowError):
     """A read from or write to the result store failed."""
+
+
+def validation_message(exc: ValidationError) -> str:
+    """``field: problem (got value); ...`` from a pydantic error: no URLs, no model dumps."""
+    parts = []
+    for error in exc.errors():
+        where = ".".join(str(p) for p in error["loc"] if p != "__root__")
+        message = str(error["msg"]).removeprefix("Value error, ")
+        given = error.get("input")
+        if (
+            isinstance(given, str | int | float)
+            and len(str(given)) <= 40
+            and error["type"] not in ("value_error", "assertion_error")
+        ):
+            message += f" (got {given!r})"
+        parts.append(f"{where}: {message}" if where else message)
+    return "; ".join(parts)

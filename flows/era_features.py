@@ -14,9 +14,11 @@ from typing import Any, Literal
 from prefect import flow, get_run_logger
 from prefect.futures import as_completed
 from prefect.runtime import flow_run
+from pydantic import ValidationError
 
 from eraflow.batches import EraBatch
 from eraflow.config import PipelineConfig
+from eraflow.errors import ConfigError, validation_message
 from eraflow.features import gpu_available
 from tasks._common import RunProgress
 from tasks.features import era_features
@@ -25,6 +27,19 @@ from tasks.tsfresh import era_tsfresh_features
 
 def _failures(futures: list[Any]) -> list[str]:
     return [f"{f.state.name}: {f.state.message}" for f in futures if not f.state.is_completed()]
+
+
+def parse_batches(batches: list[dict[str, Any]]) -> list[EraBatch]:
+    """Validate every batch first; one ConfigError names each bad one (nothing runs)."""
+    parsed, problems = [], []
+    for i, raw in enumerate(batches):
+        try:
+            parsed.append(EraBatch.model_validate(raw))
+        except ValidationError as exc:
+            problems.append(f"batch {i}: {validation_message(exc)}")
+    if problems:
+        raise ConfigError("invalid era batches: " + "; ".join(problems))
+    return parsed
 
 
 def _run_name() -> str:
@@ -54,7 +69,7 @@ def era_features_flow(
         group: The planner's worker group of these batches (names the run).
     """
     settings = PipelineConfig.build(**config)
-    era_batches = [EraBatch.model_validate(b) for b in batches]
+    era_batches = parse_batches(batches)
     if device == "gpu" and not gpu_available():
         # A gpu-pool worker without a usable CUDA device still does the work, on NumPy.
         get_run_logger().warning(

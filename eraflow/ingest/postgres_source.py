@@ -26,7 +26,7 @@ import psycopg
 from psycopg import sql
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from eraflow.errors import ConfigError, DataError, IngestError
+from eraflow.errors import ConfigError, DataError, IngestError, validation_message
 from eraflow.ingest.readers import (
     IngestResult,
     Progress,
@@ -111,8 +111,8 @@ class PostgresSourceConfig(BaseModel):
         """Validate a dict (a flow parameter), raising ``ConfigError`` with every problem."""
         try:
             return cls.model_validate(raw)
-        except (ValidationError, ConfigError) as exc:
-            raise ConfigError(f"PostgreSQL source is invalid: {exc}") from None
+        except ValidationError as exc:
+            raise ConfigError(f"postgres_source: {validation_message(exc)}") from None
 
     def table_identifier(self) -> sql.Identifier:
         """The table as a quoted (schema-qualified) identifier."""

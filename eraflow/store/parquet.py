@@ -288,7 +288,12 @@ class ParquetStore:
             if not marker.is_file():
                 marker.write_text(key.owner, encoding="utf-8")
             expr = key_filter(spec, key)
-            for path in sorted(set(self._key_files(spec, key)) | set(new_by_file)):
+            paths = sorted(set(self._key_files(spec, key)) | set(new_by_file))
+            for parent in {p.parent for p in paths}:
+                # A killed writer's leftovers: no other writer of this owner runs (the lock).
+                for stale in parent.glob(".*.tmp"):
+                    stale.unlink(missing_ok=True)
+            for path in paths:
                 kept = None
                 if path.is_file():
                     old = pq.read_table(path, schema=spec.schema)
