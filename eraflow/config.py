@@ -172,6 +172,11 @@ class PipelineConfig(BaseModel):
         description="Most grid rows per era batch (an era longer than "
         "this is a batch alone): bounds a batch's memory.",
     )
+    features: bool = Field(
+        default=True,
+        description="Compute the features of the eras that are due (a backfill's chunks "
+        "leave it to the backfill, which computes each final era once, at its end).",
+    )
     # selection ---------------------------------------------------------------------------
     select: bool = Field(
         default=True,

@@ -186,6 +186,14 @@ def drop_era_features(store: ResultStore, entity: str, eras: pd.DataFrame) -> No
             store.delete("features", Key(entity, {"level": level, "era_id": chunk}))
 
 
+def due_eras(
+    store: ResultStore, entity: str, stages: Mapping[str, Mapping[str, str]]
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The entity's stored eras, and ``(level, era_id, stage)`` of those the ledger lacks."""
+    eras = store.read("eras", Key(entity))
+    return eras, stale_eras(eras, store.read("feature_ledger", Key(entity)), stages)
+
+
 def update_entity_eras(
     store: ResultStore,
     entity: str,

@@ -21,6 +21,7 @@ from eraflow.errors import EraflowError
 from eraflow.ranges import split_range
 from eraflow.scope import entities_with_data
 from tasks.children import run_child
+from tasks.eras import due_batches
 from tasks.store import store_session
 
 
@@ -73,14 +74,18 @@ def backfill(
     deployment: str | None = "feature-pipeline/manual",
     parameters: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """Run the pipeline over [start, end) in chunks, then select features once at the end.
+    """Run the pipeline over [start, end) in chunks, then features and selection once.
 
-    Chunks run without selection (``select=False``): selecting per chunk would redo the
-    whole scope's work every chunk. Returns the child flow run ids and the selection summary.
+    Chunks write the grid and re-segment the eras, but compute no features and select nothing
+    (``features=False, select=False``): each chunk moves the last eras, so features computed
+    per chunk would be thrown away by the next, and selection would redo the whole scope each
+    time. At the end, the features of every era the ledger lacks are computed once and the
+    scope selected once. Returns the child flow run ids, the entities and the selection.
     """
     logger = get_run_logger()
     chunks = split_range(start, end, chunk)
-    params = dict(parameters or {}) | {"select": False}
+    wanted = dict(parameters or {})
+    params = wanted | {"select": False, "features": False}
     logger.info("%d chunk(s) of %s, at most %d at a time", len(chunks), chunk, max_concurrent)
     children: list[str] = []
     if deployment is None:
@@ -90,15 +95,21 @@ def backfill(
             feature_pipeline(**(params | {"start": begin, "end": finish}))
     else:
         children = _run_chunks(deployment, chunks, params, max_concurrent)
-    config = PipelineConfig.build(
-        **_config_fields(params | {"start": start, "end": end, "select": True})
-    )
+    config = PipelineConfig.build(**_config_fields(wanted | {"start": start, "end": end}))
     entities = backfill_entities(config, start, end)
-    from flows.pipeline import select_scope_levels
+    from flows.pipeline import compute_features, select_scope_levels
 
     run_id = str(flow_run.get_id() or "local")
-    selection = select_scope_levels(config, entities, run_id) if entities else {}
-    return {"chunks": children, "entities": entities, "selection": selection}
+    due = {e: due_batches(e, config) for e in entities}
+    batches = [b for found, _ in due.values() for b in found]
+    _, computed = compute_features(batches, {e: s for e, (_, s) in due.items()}, config, run_id)
+    selection = select_scope_levels(config, entities, run_id) if entities and config.select else {}
+    return {
+        "chunks": children,
+        "entities": entities,
+        "feature_rows": sum(computed.values()),
+        "selection": selection,
+    }
 
 
 def _run_chunks(

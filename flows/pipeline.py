@@ -18,6 +18,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.futures import PrefectFuture, wait
 from prefect.runtime import flow_run
 
+from eraflow.batches import EraBatch
 from eraflow.config import SIMULATOR, PipelineConfig
 from eraflow.errors import EraflowError
 from eraflow.grid import grid_step
@@ -142,6 +143,16 @@ def _stored_rows(config: PipelineConfig, plan: Plan, run_id: str) -> dict[str, i
     return totals
 
 
+def compute_features(
+    batches: list[EraBatch], sensors: dict[str, list[str]], config: PipelineConfig, run_id: str
+) -> tuple[Plan, dict[str, int]]:
+    """Plan and run the due era batches (unless config.features is off: then plan only)."""
+    plan = plan_era_batches(batches, sensors, config)
+    if not config.features or not batches:
+        return plan, {"engine": 0, "tsfresh": 0}
+    return plan, _dispatch(plan, config, run_id)
+
+
 def select_scope_levels(
     config: PipelineConfig, entities: list[str], run_id: str, levels: list[str] | None = None
 ) -> dict[str, dict[str, int]]:
@@ -220,8 +231,7 @@ def run_pipeline(config: PipelineConfig) -> dict[str, Any]:
     clock.lap("eras")
     run_id = str(flow_run.get_id() or "local")
     live = {w.entity: list(w.sensors) for w in writes}
-    plan = plan_era_batches(batches, live, config)
-    rows_by_stage = _dispatch(plan, config, run_id)
+    plan, rows_by_stage = compute_features(batches, live, config, run_id)
     clock.lap("features")
     selection = select_scope_levels(config, entity_names, run_id) if config.select else {}
     clock.lap("selection")
@@ -237,6 +247,7 @@ def run_pipeline(config: PipelineConfig) -> dict[str, Any]:
         "batches": {f"{b.entity}/{b.level}/{b.stage}": b.eras for b in batches},
         "feature_rows": sum(rows_by_stage.values()),
         "plan": plan.to_frame()["device"].value_counts().to_dict() if batches else {},
+        "features_computed": config.features,
         "scope": (config.selection_scope or scope_name(entity_names)) if config.select else None,
         "selection": selection,
         "start": str(start_utc),

@@ -16,7 +16,8 @@ from eraflow.config import PipelineConfig
 from eraflow.eras import EraConfig, plot_eras
 from eraflow.feature_store import stage_hashes
 from eraflow.grid import grid_step
-from eraflow.history import EraUpdate, update_entity_eras
+from eraflow.history import EraUpdate, due_eras, update_entity_eras
+from eraflow.store import Key
 from eraflow.store.parquet import entity_slug
 from tasks._common import markdown_image, retry_transient
 from tasks.store import store_session
@@ -102,3 +103,26 @@ def detect_entity_eras(
     )
     _publish(entity, update, config)
     return batches_for_todo(update.eras, update.todo, max_rows=config.max_batch_rows)
+
+
+@task(
+    name="due-features",
+    tags=["cpu", "eras"],
+    retries=2,
+    retry_delay_seconds=[2, 10],
+    retry_condition_fn=retry_transient,
+    cache_policy=NO_CACHE,
+    task_run_name="due-features[{entity}]",
+)
+def due_batches(entity: str, config: PipelineConfig) -> tuple[list[EraBatch], list[str]]:
+    """Batches of the entity's stored eras whose features the ledger lacks, and its sensors.
+
+    What a backfill computes at its end: its chunks re-segmented the history but left the
+    features to this one pass, so each final era is computed once.
+    """
+    with store_session(config) as store:
+        eras, todo = due_eras(store, entity, stage_hashes(config))
+        sensors = sorted(
+            set(store.read("coverage", Key(entity), columns=["sensor"])["sensor"].astype(str))
+        )
+    return batches_for_todo(eras, todo, max_rows=config.max_batch_rows), sensors

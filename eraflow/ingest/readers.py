@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import csv
 import json
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -492,4 +494,49 @@ def read_mapping(
         if missing:
             raise IngestError(f"unknown source(s) {missing}; the mapping has {sorted(known)}")
         chosen = [s for s in mapping.sources if s.name in set(sources)]
-    return [read_source(s, root, start=start, end=end, progress=progress) for s in chosen]
+    return [_read_cached(s, Path(root), start, end, progress) for s in chosen]
+
+
+_LAST_READ: dict[tuple[str, ...], IngestResult] = {}
+_LAST_READ_LOCK = threading.Lock()
+CACHE_MAX_VALUES = 30_000_000
+"""Most values a source may hold to be kept for the next read (about 1 GB)."""
+
+
+def _read_cached(
+    mapping: SourceMapping,
+    root: Path,
+    start: pd.Timestamp | None,
+    end: pd.Timestamp | None,
+    progress: Progress | None,
+) -> IngestResult:
+    """Read a whole source once per process, then slice it by [start, end).
+
+    Why: a chunked backfill runs its chunks in one process, and climate-computer exports are
+    often one file per year: every weekly chunk would parse the same year again. The source is
+    parsed without a range (same rows inside any range: localisation, DST rules and duplicate
+    handling are per row) and kept while its files' names, sizes and times are unchanged.
+    """
+    files = source_files(mapping, root)
+    stamp = tuple(f"{f}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files)
+    key = (mapping.model_dump_json(), *stamp)
+    with _LAST_READ_LOCK:
+        whole = _LAST_READ.get(key)
+    if whole is None:
+        whole = read_source(mapping, root, progress=progress)
+        if len(whole.frame) <= CACHE_MAX_VALUES:
+            with _LAST_READ_LOCK:
+                stale = [k for k in _LAST_READ if k[0] == key[0]]
+                for k in stale:
+                    del _LAST_READ[k]
+                _LAST_READ[key] = whole
+    elif progress is not None:
+        progress(len(files), len(files), f"{mapping.name}: parsed earlier in this process")
+    frame = whole.frame
+    keep = np.ones(len(frame), dtype=bool)
+    if start is not None:
+        keep &= (frame["time"] >= start).to_numpy()
+    if end is not None:
+        keep &= (frame["time"] < end).to_numpy()
+    report = copy.copy(whole.report)
+    return finish_long(frame[keep].reset_index(drop=True), source=mapping.name, report=report)
