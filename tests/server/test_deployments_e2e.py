@@ -4,98 +4,24 @@ triggered with `prefect deployment run`, child runs on both pools, features exac
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from tests.conftest import REPO
+from tests.prefect_server import PREFECT, prefect_server, run, start, stop
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
-PREFECT = str(Path(sys.executable).parent / "prefect")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    """Start a long-running process in its own session (so it can be stopped by PID)."""
-    return subprocess.Popen(
-        args,
-        env=env,
-        cwd=REPO,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-
-
-def stop(process: subprocess.Popen[bytes]) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=10)
-
-
-def run(args: list[str], env: dict[str, str]) -> str:
-    done = subprocess.run(args, env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, f"{args}: {done.stdout}\n{done.stderr}"
-    return done.stdout
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """A real `prefect server` (SQLite) on a free port; stopped by PID afterwards."""
-    home = tmp_path_factory.mktemp("prefect-server")
-    url = f"http://127.0.0.1:{free_port()}/api"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")} | {
-        "PREFECT_HOME": str(home),
-        "PREFECT_API_URL": url,
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "DO_NOT_TRACK": "1",
-        "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(home / "results"),
-        "PREFECT_WORKER_QUERY_SECONDS": "1",
-        "PREFECT_CLI_PROMPT": "false",
-        "ERAFLOW_HOME": str(REPO),
-        "OPENBLAS_NUM_THREADS": "1",
-        "MPLBACKEND": "Agg",
-    }
-    port = url.split(":")[-1].split("/")[0]
-    process = start(
-        [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", port, "--analytics-off"],
-        env,
-        home / "server.log",
-    )
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            assert process.poll() is None, (home / "server.log").read_text()[-3000:]
-            assert time.monotonic() < deadline, "server did not become healthy in 180 s"
-            time.sleep(1)
+    with prefect_server(tmp_path_factory.mktemp("prefect-server")) as env:
         yield env
-    finally:
-        stop(process)
 
 
 def test_backfill_runs_on_both_pools_and_writes_every_era_once(
