@@ -18,7 +18,7 @@ export MPLBACKEND ?= Agg
 STORE ?= $(CURDIR)/eraflow-store
 ARGS ?=
 
-.PHONY: venv demo test test-fast lint bench clean
+.PHONY: venv demo test test-fast lint bench gpu-check clean
 
 venv: $(STAMP)
 
@@ -44,6 +44,13 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy eraflow tasks flows blocks
+
+## The prepared GPU check: runs with any python3 that has NumPy, pandas and CuPy (no venv, no
+## Prefect): make gpu-check GPU_PYTHON=python3 GPU_OUT=/path; on a CPU host it runs the CPU part.
+GPU_PYTHON ?= $(BIN)/python
+GPU_OUT ?= $(CURDIR)/gpu-check-out
+gpu-check:
+	PYTHONPATH=$(CURDIR) $(GPU_PYTHON) benchmarks/gpu_check.py --out $(GPU_OUT)
 
 bench: $(STAMP)
 	PYTHONPATH=$(CURDIR) $(BIN)/python benchmarks/run_all.py $(ARGS)

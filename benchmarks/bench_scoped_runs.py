@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -87,7 +88,7 @@ def _stages(since: float, sampler: RssSampler) -> dict[str, dict[str, float]]:
                 begin, end = r.start_time.timestamp(), r.end_time.timestamp()
                 if begin < since:
                     continue
-                stage = r.name.split("[")[0].split("-")[0] if "[" in r.name else r.name
+                stage = re.sub(r"-[0-9a-f]{1,3}$", "", r.name.split("[")[0])
                 span = spans.setdefault(stage, [begin, end])
                 span[0], span[1] = min(span[0], begin), max(span[1], end)
     return {
@@ -101,8 +102,11 @@ def _stages(since: float, sampler: RssSampler) -> dict[str, dict[str, float]]:
 
 def child(spec: dict[str, Any]) -> dict[str, Any]:
     """Run one configuration here; report wall, peak RSS and per-stage figures."""
+    from eraflow.memory import limit_heaps
     from flows.backfill import backfill
     from flows.pipeline import feature_pipeline
+
+    limit_heaps()  # what the eraflow command does first
 
     began = time.time()
     with RssSampler() as sampler:

@@ -111,6 +111,11 @@ class PipelineConfig(BaseModel):
         description="Source 'postgres': the table and its columns as JSON, at "
         'least {"table": "sensor_data"} (see eraflow.ingest.postgres_source).',
     )
+    reuse_source: bool = Field(
+        default=False,
+        description="Keep the parsed source files in memory for the next run in this process "
+        "(a backfill's chunks: each file is parsed once, not once per chunk).",
+    )
     catalogue: Path | None = Field(
         default=None,
         description="A sensor catalogue TOML whose entries override or extend "
@@ -212,6 +217,11 @@ class PipelineConfig(BaseModel):
         gt=0.0,
         lt=1.0,
         description="False discovery rate of the relevance tests (Benjamini-Yekutieli).",
+    )
+    report: bool = Field(
+        default=True,
+        description="Draw the era plots and write the run report (a backfill's chunks leave "
+        "it to the backfill, which reports once, at its end).",
     )
     # orchestration -----------------------------------------------------------------------
     dispatch: Literal["in-process", "pools"] = Field(

@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+import pandas as pd
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import PrefectFuture, as_completed
@@ -19,9 +20,11 @@ from prefect.runtime import flow_run
 from eraflow.config import PipelineConfig, to_utc
 from eraflow.errors import EraflowError
 from eraflow.ranges import split_range
-from eraflow.scope import entities_with_data
+from eraflow.report import RunRecord
+from eraflow.scope import entities_with_data, scope_name
 from tasks.children import run_child
-from tasks.eras import due_batches
+from tasks.eras import due_batches, plot_entity_eras
+from tasks.report import run_report
 from tasks.store import store_session
 
 
@@ -85,7 +88,12 @@ def backfill(
     logger = get_run_logger()
     chunks = split_range(start, end, chunk)
     wanted = dict(parameters or {})
-    params = wanted | {"select": False, "features": False}
+    params = wanted | {
+        "select": False,
+        "features": False,
+        "report": False,
+        "reuse_source": deployment is None,
+    }
     logger.info("%d chunk(s) of %s, at most %d at a time", len(chunks), chunk, max_concurrent)
     children: list[str] = []
     if deployment is None:
@@ -104,12 +112,23 @@ def backfill(
     batches = [b for found, _ in due.values() for b in found]
     _, computed = compute_features(batches, {e: s for e, (_, s) in due.items()}, config, run_id)
     selection = select_scope_levels(config, entities, run_id) if entities and config.select else {}
-    return {
-        "chunks": children,
+    summary = {
+        "run_id": run_id,
         "entities": entities,
+        "start": str(to_utc(start)),
+        "end": str(to_utc(end)),
+        "chunks": len(chunks),
         "feature_rows": sum(computed.values()),
+        "scope": (config.selection_scope or scope_name(entities)) if entities else None,
         "selection": selection,
     }
+    if entities and config.report:
+        plots = {e: plot_entity_eras(e, config) for e in entities}
+        record = RunRecord(run_id=run_id, summary=summary, plots=plots)
+        summary["report"] = str(
+            run_report(record, config, pd.DataFrame(columns=["entity", "sensor"])).resolve()
+        )
+    return summary | {"chunk_runs": children}
 
 
 def _run_chunks(

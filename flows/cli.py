@@ -22,6 +22,7 @@ from eraflow.cli_support import USAGE, new_app, run_app, with_options
 from eraflow.config import PipelineConfig
 from eraflow.errors import ConfigError
 from eraflow.load_source import LoadSettings, load
+from eraflow.memory import limit_heaps
 from eraflow.preflight import check_config
 
 app = new_app("eraflow", "Greenhouse climate data to era features: a Prefect 3 pipeline.")
@@ -135,12 +136,14 @@ def backfill(
         return 1
     result = state.result()
     print(
-        f"backfill Completed: {len(result['chunks']) or 'all'} chunk(s); selection over "
-        f"{', '.join(result['entities'])}: "
+        f"backfill Completed: {result['chunks']} chunk(s), {result['feature_rows']} feature "
+        f"values computed once at the end; selection {result['scope']}: "
         + ", ".join(
             f"{lv} kept {s['kept']} of {s['features']}" for lv, s in result["selection"].items()
         )
     )
+    if result.get("report"):
+        print(f"report: {result['report']}")
     return 0
 
 
@@ -331,6 +334,7 @@ def main(argv: list[str] | None = None) -> int:
         "PREFECT_LOGGING_EXTRA_LOGGERS": "eraflow",
     }.items():
         os.environ.setdefault(key, value)  # offline, quiet: no telemetry calls home
+    limit_heaps()
     return run_app(app, argv, "eraflow")
 
 

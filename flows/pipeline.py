@@ -22,6 +22,7 @@ from eraflow.batches import EraBatch
 from eraflow.config import SIMULATOR, PipelineConfig
 from eraflow.errors import EraflowError
 from eraflow.grid import grid_step
+from eraflow.memory import limit_heaps
 from eraflow.planner import Plan
 from eraflow.preflight import check_config
 from eraflow.ranges import previous_day as day_before
@@ -211,6 +212,7 @@ def run_pipeline(config: PipelineConfig) -> dict[str, Any]:
     configuration, mapping, catalogue and device first, the entities once the data is read.
     """
     clock = StageClock()
+    limit_heaps()
     check_config(config)
     frames = ingest_sources(config)
     clock.lap("ingest")
@@ -259,7 +261,8 @@ def run_pipeline(config: PipelineConfig) -> dict[str, Any]:
         stages=clock.seconds,
         plots={e: reports_folder(config) / f"eras-{entity_slug(e)}.png" for e in entity_names},
     )
-    summary["report"] = str(run_report(record, config, inputs).resolve())
+    if config.report:
+        summary["report"] = str(run_report(record, config, inputs).resolve())
     create_markdown_artifact(
         key="pipeline-summary",
         markdown="\n".join(

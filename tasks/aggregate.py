@@ -10,6 +10,7 @@ from eraflow.aggregate import AggregateResult, aggregate
 from eraflow.catalogue import load_catalogue
 from eraflow.config import PipelineConfig
 from eraflow.errors import DataError
+from eraflow.memory import release_memory
 from tasks._common import retry_transient
 
 
@@ -56,4 +57,5 @@ def aggregate_grid(frames: list[pd.DataFrame], config: PipelineConfig) -> Aggreg
             "needs at least two; widen the range or use a shorter freq"
         )
     logger.info("grid %s rows x %d sensors", len(result.grid), result.grid.shape[1] - 2)
+    release_memory()
     return result

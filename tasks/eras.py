@@ -17,7 +17,9 @@ from eraflow.eras import EraConfig, plot_eras
 from eraflow.feature_store import stage_hashes
 from eraflow.grid import grid_step
 from eraflow.history import EraUpdate, due_eras, update_entity_eras
+from eraflow.memory import release_memory
 from eraflow.store import Key
+from eraflow.store.grid import read_entity_grid
 from eraflow.store.parquet import entity_slug
 from tasks._common import markdown_image, retry_transient
 from tasks.store import store_session
@@ -101,7 +103,9 @@ def detect_entity_eras(
         update.removed,
         len(update.todo),
     )
-    _publish(entity, update, config)
+    if config.report:
+        _publish(entity, update, config)
+    release_memory()
     return batches_for_todo(update.eras, update.todo, max_rows=config.max_batch_rows)
 
 
@@ -126,3 +130,24 @@ def due_batches(entity: str, config: PipelineConfig) -> tuple[list[EraBatch], li
             set(store.read("coverage", Key(entity), columns=["sensor"])["sensor"].astype(str))
         )
     return batches_for_todo(eras, todo, max_rows=config.max_batch_rows), sensors
+
+
+@task(name="plot-eras", tags=["report"], cache_policy=NO_CACHE, task_run_name="plot[{entity}]")
+def plot_entity_eras(entity: str, config: PipelineConfig) -> Path:
+    """The era plot of the entity's stored history (a backfill's report), as an artifact too."""
+    with store_session(config) as store:
+        values, fill_mask = read_entity_grid(store, entity, step=grid_step(config.freq))
+        eras = store.read("eras", Key(entity))
+    update = EraUpdate(
+        eras=eras,
+        todo=eras.iloc[:0],
+        values=values,
+        fill_mask=fill_mask,
+        kept=len(eras),
+        changed=0,
+        removed=0,
+        window_start=None,
+        notes=[],
+    )
+    _publish(entity, update, config)
+    return reports_folder(config) / f"eras-{entity_slug(entity)}.png"

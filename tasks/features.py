@@ -12,6 +12,7 @@ from eraflow.batches import EraBatch
 from eraflow.config import PipelineConfig
 from eraflow.feature_store import engine_config_hash, write_era_features
 from eraflow.features import compute_features, gpu_available, is_device_oom
+from eraflow.memory import release_memory
 from tasks._common import retry_transient
 from tasks.slices import read_batch
 
@@ -98,4 +99,5 @@ def era_features(
         written.eras,
         features["engine"].iloc[0] if len(features) else "-",
     )
+    release_memory()
     return written.values

@@ -10,6 +10,7 @@ from prefect.cache_policies import NO_CACHE
 from eraflow.catalogue import load_catalogue
 from eraflow.config import PipelineConfig
 from eraflow.grid_update import EntityWrite, recount_coverage, write_entity_range
+from eraflow.memory import release_memory
 from tasks._common import retry_transient
 from tasks.store import store_session
 
@@ -85,4 +86,5 @@ def fill_and_store(
             logger.warning(
                 "sensor %s of %s has no measured value in the days this run touched", sensor, entity
             )
+    release_memory()
     return writes

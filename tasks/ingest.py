@@ -111,4 +111,5 @@ def _read_files_or_table(config: PipelineConfig) -> list[IngestResult]:
         end=config.end,
         sources=config.sources,
         progress=progress,
+        reuse=config.reuse_source,
     )

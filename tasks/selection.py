@@ -8,6 +8,7 @@ from prefect.cache_policies import NO_CACHE
 
 from eraflow.config import PipelineConfig
 from eraflow.grid import grid_step
+from eraflow.memory import release_memory
 from eraflow.scope import SelectionSettings, select_scope
 from tasks._common import RunProgress, retry_transient
 from tasks.store import store_session
@@ -67,4 +68,5 @@ def select_level(
         summary["features"],
         summary["kept"],
     )
+    release_memory()
     return summary

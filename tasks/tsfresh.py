@@ -9,6 +9,7 @@ from eraflow.batches import EraBatch
 from eraflow.catalogue import load_catalogue
 from eraflow.config import PipelineConfig
 from eraflow.feature_store import tsfresh_config_hash, write_era_features
+from eraflow.memory import release_memory
 from eraflow.tsfresh_stage import engine_profile_names, tsfresh_features
 from tasks._common import retry_transient
 from tasks.slices import read_batch
@@ -57,4 +58,5 @@ def era_tsfresh_features(batch: EraBatch, config: PipelineConfig, run_id: str) -
     logger.info(
         "%s: %d tsfresh feature values of %d eras", batch.label, written.values, written.eras
     )
+    release_memory()
     return written.values

@@ -485,8 +485,13 @@ def read_mapping(
     end: pd.Timestamp | None = None,
     sources: Sequence[str] | None = None,
     progress: Progress | None = None,
+    reuse: bool = False,
 ) -> list[IngestResult]:
-    """Read several sources of one mapping file (optionally only the named ones)."""
+    """Read several sources of one mapping file (optionally only the named ones).
+
+    With ``reuse``, each source is parsed whole once per process and sliced for every later
+    read of another range (see :func:`_read_cached`): what a chunked backfill wants.
+    """
     chosen = mapping.sources
     if sources is not None:
         known = {s.name for s in mapping.sources}
@@ -494,6 +499,8 @@ def read_mapping(
         if missing:
             raise IngestError(f"unknown source(s) {missing}; the mapping has {sorted(known)}")
         chosen = [s for s in mapping.sources if s.name in set(sources)]
+    if not reuse:
+        return [read_source(s, root, start=start, end=end, progress=progress) for s in chosen]
     return [_read_cached(s, Path(root), start, end, progress) for s in chosen]
 
 
@@ -538,5 +545,11 @@ def _read_cached(
         keep &= (frame["time"] >= start).to_numpy()
     if end is not None:
         keep &= (frame["time"] < end).to_numpy()
+    part = frame[keep].reset_index(drop=True)  # still canonical: a slice keeps dtypes, order
     report = copy.copy(whole.report)
-    return finish_long(frame[keep].reset_index(drop=True), source=mapping.name, report=report)
+    report.values = len(part)
+    report.entities = sorted(part["entity"].unique().tolist())
+    report.sensors = sorted(part["sensor"].unique().tolist())
+    report.first_time = part["time"].min() if len(part) else None
+    report.last_time = part["time"].max() if len(part) else None
+    return IngestResult(frame=part, report=report)

@@ -69,6 +69,7 @@ def server_with_a_run(
 ) -> Iterator[tuple[dict[str, str], dict[str, str]]]:
     """A server with the deployments and one finished pipeline run; yields (env, ids)."""
     root = tmp_path_factory.mktemp("ui")
+    (root / "home").mkdir()
     with prefect_server(root / "home") as env:
         run(["bash", "deployments/create_pools.sh"], env | {"PREFECT": PREFECT})
         run([PREFECT, "--no-prompt", "deploy", "--all"], env)
