@@ -147,10 +147,10 @@ def _stored_rows(config: PipelineConfig, plan: Plan, run_id: str) -> dict[str, i
 def compute_features(
     batches: list[EraBatch], sensors: dict[str, list[str]], config: PipelineConfig, run_id: str
 ) -> tuple[Plan, dict[str, int]]:
-    """Plan and run the due era batches (unless config.features is off: then plan only)."""
-    plan = plan_era_batches(batches, sensors, config)
+    """Plan and run the due era batches (nothing when config.features is off)."""
     if not config.features or not batches:
-        return plan, {"engine": 0, "tsfresh": 0}
+        return Plan(assignments=[]), {"engine": 0, "tsfresh": 0}
+    plan = plan_era_batches(batches, sensors, config)
     return plan, _dispatch(plan, config, run_id)
 
 
@@ -280,7 +280,7 @@ def run_pipeline(config: PipelineConfig) -> dict[str, Any]:
         ),
         description="Where this run's results are",
     )
-    get_run_logger().info("results stored in %s; report %s", store, summary["report"])
+    get_run_logger().info("results stored in %s; report %s", store, summary.get("report", "-"))
     return summary
 
 

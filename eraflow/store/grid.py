@@ -79,8 +79,7 @@ def long_to_frames(
         empty = pd.DatetimeIndex([], tz="UTC", name="time")
         return pd.DataFrame(index=empty), pd.DataFrame(index=empty)
     times = pd.DatetimeIndex(pd.to_datetime(long["time"], utc=True)).as_unit("ns")
-    sensors = np.asarray(long["sensor"].astype(str))
-    names, col = np.unique(sensors, return_inverse=True)
+    col, names = pd.factorize(long["sensor"].astype(str), sort=True)  # hashing, not a sort
     if step is not None:
         first, last = times.min(), times.max()
         index = pd.date_range(first, last, freq=step, name="time", unit="ns")
