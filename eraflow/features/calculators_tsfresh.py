@@ -697,35 +697,42 @@ def change_quantiles(b: SegmentBatch, params: Params) -> Any:
 @feature("binned_entropy", params=[{"max_bins": 10}], tsfresh=True)
 def binned_entropy(b: SegmentBatch, params: Params) -> Any:
     """Entropy of ``np.histogram(x, bins=max_bins)`` counts, reproducing NumPy's bin edges."""
-    xp = b.xp
-    rows = []
-    for p in params:
-        nb = int(p["max_bins"])
-        first = b.minimum
-        last = b.maximum
-        same = first == last
-        first = xp.where(same, first - 0.5, first)
-        last = xp.where(same, last + 0.5, last)
-        # np.linspace(first, last, nb + 1) edges, as np.histogram builds them
-        step = (last - first) / nb
-        jj = xp.arange(nb + 1, dtype=np.float64)
-        edges = first[:, None] + jj[None, :] * step[:, None]
-        edges[:, -1] = last
-        norm = nb / (last - first)
-        f = (b.x - first[b.seg]) * norm[b.seg]
-        idx = xp.clip(xp.nan_to_num(f, nan=0.0), 0, nb).astype(np.int64)
-        idx = xp.where(idx == nb, nb - 1, idx)
-        flat_edges = edges.reshape(-1)
-        base = b.seg * (nb + 1)
-        dec = b.x < flat_edges[base + idx]
-        idx = idx - dec
-        inc = (b.x >= flat_edges[base + idx + 1]) & (idx != nb - 1)
-        idx = idx + inc
-        counts = xp.bincount(b.seg * nb + idx, minlength=b.nseg * nb)[: b.nseg * nb]
-        probs = counts.reshape(b.nseg, nb).astype(np.float64) / xp.where(b.n > 0, b.n, 1.0)[:, None]
-        probs = xp.where(probs == 0, 1.0, probs)
-        rows.append(-(probs * xp.log(probs)).sum(axis=1))
-    return _rows(b, rows)
+    return _rows(
+        b, [histogram_entropy(b.xp, b.x, b.seg, b.nseg, int(p["max_bins"])) for p in params]
+    )
+
+
+def histogram_entropy(xp: Any, values: Any, seg: Any, nseg: int, nb: int) -> Any:
+    """Per segment, ``-sum(p log p)`` of ``np.histogram(values, bins=nb)`` shares (p > 0).
+
+    NumPy's histogram, reproduced: edges ``linspace(min, max, nb + 1)`` (``min - 0.5``,
+    ``max + 0.5`` for a constant segment), the bin from the scaled value, then the
+    one-off corrections against the edges, the last bin closed on the right.
+    """
+    count = ar.seg_count(xp, xp.ones(values.shape[0], dtype=bool), seg, nseg).astype(np.float64)
+    first = ar.seg_min(xp, values, seg, nseg)
+    last = ar.seg_max(xp, values, seg, nseg)
+    same = first == last
+    first = xp.where(same, first - 0.5, first)
+    last = xp.where(same, last + 0.5, last)
+    step = (last - first) / nb
+    jj = xp.arange(nb + 1, dtype=np.float64)
+    edges = first[:, None] + jj[None, :] * step[:, None]
+    edges[:, -1] = last
+    norm = nb / (last - first)
+    f = (values - first[seg]) * norm[seg]
+    idx = xp.clip(xp.nan_to_num(f, nan=0.0), 0, nb).astype(np.int64)
+    idx = xp.where(idx == nb, nb - 1, idx)
+    flat_edges = edges.reshape(-1)
+    base = seg * (nb + 1)
+    dec = values < flat_edges[base + idx]
+    idx = idx - dec
+    inc = (values >= flat_edges[base + idx + 1]) & (idx != nb - 1)
+    idx = idx + inc
+    counts = xp.bincount(seg * nb + idx, minlength=nseg * nb)[: nseg * nb]
+    probs = counts.reshape(nseg, nb).astype(np.float64) / xp.where(count > 0, count, 1.0)[:, None]
+    probs = xp.where(probs == 0, 1.0, probs)
+    return -(probs * xp.log(probs)).sum(axis=1)
 
 
 # ---- linear regression --------------------------------------------------------------------

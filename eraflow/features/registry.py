@@ -129,7 +129,12 @@ def feature(
 
 def _load_calculators() -> None:
     # Importing the modules runs their @feature decorators (once).
-    from eraflow.features import calculators_basic, calculators_tsfresh, rolling  # noqa: F401
+    from eraflow.features import (  # noqa: F401
+        calculators_basic,
+        calculators_signal,
+        calculators_tsfresh,
+        rolling,
+    )
 
 
 def feature_registry() -> dict[str, Calculator]:

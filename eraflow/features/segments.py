@@ -107,6 +107,16 @@ class SegmentBatch:
         i = xp.nonzero(self.pos + lag < self.n_int[self.seg])[0]
         return i, self.seg[i]
 
+    def head(self, width: int) -> Any:
+        """The first ``width`` values of every segment, ``(nseg, width)``, zero-padded."""
+        xp = self.xp
+        k = xp.arange(width)[None, :]
+        ok = k < self.n_int[:, None]
+        if self.total == 0:
+            return xp.zeros((self.nseg, width))
+        idx = xp.minimum(self.start[:, None] + k, self.total - 1)
+        return xp.where(ok, self.x[idx], 0.0)
+
     # ---- shared statistics (computed once, on first use) ---------------------------------
     @cached_property
     def shift(self) -> Any:
