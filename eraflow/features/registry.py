@@ -24,8 +24,8 @@ from typing import Any, Literal
 
 from eraflow.errors import ConfigError
 
-Profile = Literal["minimal", "efficient", "seeds"]
-PROFILES: tuple[str, ...] = ("minimal", "efficient", "seeds")
+Profile = Literal["minimal", "efficient", "comprehensive", "seeds"]
+PROFILES: tuple[str, ...] = ("minimal", "efficient", "comprehensive", "seeds")
 Input = Literal["values", "grid"]
 
 CalculatorFunc = Callable[[Any, list[dict[str, Any]]], Any]
@@ -52,6 +52,8 @@ class Calculator:
         ``"grid"``: computed on the regular grid with NaN kept (rolling windows, coverage).
     empty_value
         Value for an (era, sensor) with no valid value (NaN for every feature but coverage).
+    high_cost
+        tsfresh's ``high_comp_cost``: in the comprehensive profile only (O(n²) per segment).
     """
 
     name: str
@@ -62,11 +64,14 @@ class Calculator:
     input: Input
     empty_value: float = math.nan
     doc: str = field(default="", compare=False)
+    high_cost: bool = False
 
     @property
     def profiles(self) -> frozenset[str]:
         """Profiles whose default grid includes every default parameter set of this calculator."""
-        out = {"efficient"}
+        out = {"comprehensive"}
+        if not self.high_cost:
+            out.add("efficient")
         if self.minimal:
             out.add("minimal")
         return frozenset(out)
@@ -87,6 +92,7 @@ def feature(
     minimal: bool = False,
     input: Input = "values",
     empty_value: float = math.nan,
+    high_cost: bool = False,
 ) -> Callable[[CalculatorFunc], CalculatorFunc]:
     """Register a calculator under ``name`` (decorator).
 
@@ -104,6 +110,8 @@ def feature(
         ``"values"`` (NaN dropped) or ``"grid"`` (regular grid, NaN kept).
     empty_value
         Value when an (era, sensor) has no valid value.
+    high_cost
+        Whether it is in tsfresh's comprehensive profile only (``high_comp_cost``).
     """
     if "__" in name:
         raise ConfigError(f"calculator name {name!r} must not contain '__'")
@@ -121,6 +129,7 @@ def feature(
             input=input,
             empty_value=empty_value,
             doc=(func.__doc__ or "").strip(),
+            high_cost=high_cost,
         )
         return func
 
@@ -131,6 +140,7 @@ def _load_calculators() -> None:
     # Importing the modules runs their @feature decorators (once).
     from eraflow.features import (  # noqa: F401
         calculators_basic,
+        calculators_complexity,
         calculators_signal,
         calculators_tsfresh,
         rolling,
@@ -242,8 +252,9 @@ def profile_specs(profile: str) -> list[FeatureSpec]:
     - ``"minimal"``: default grids of calculators flagged ``minimal`` (tsfresh's minimal set,
       plus coverage);
     - ``"seeds"``: :data:`SEED_FEATURES`;
-    - ``"efficient"``: default grids of every registered calculator (all of them are cheap:
-      nothing from tsfresh's ``high_comp_cost`` set is registered) plus the seeds.
+    - ``"efficient"``: default grids of every calculator but tsfresh's ``high_comp_cost``
+      ones, plus the seeds;
+    - ``"comprehensive"``: every calculator's default grid, plus the seeds.
     """
     reg = feature_registry()
     if profile == "seeds":
@@ -254,7 +265,7 @@ def profile_specs(profile: str) -> list[FeatureSpec]:
     for calc in reg.values():
         if profile in calc.profiles:
             specs.extend(calc.specs())
-    if profile == "efficient":
+    if profile in ("efficient", "comprehensive"):
         specs.extend(parse_feature_name(n) for n in SEED_FEATURES)
     return _dedupe(specs)
 

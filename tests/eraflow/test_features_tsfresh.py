@@ -13,7 +13,10 @@ exceptions:
   statistic built from ``1 - r``);
 - threshold features (comparisons with the mean, std or quantiles) may differ only where a value
   ties the threshold to within 1e-9 relative, where tsfresh's own answer depends on summation
-  order; those cases are detected and counted, and must be rare.
+  order; those cases are detected and counted, and must be rare;
+- ``permutation_entropy`` on windows with equal values: tsfresh ranks ties with NumPy's default
+  argsort, which dispatches to unstable SIMD sorts on current x86 CPUs (the result depends on
+  the machine); the engine ranks ties by position, and is checked against stable sorts there.
 """
 
 from __future__ import annotations
@@ -130,6 +133,26 @@ def degenerate_trend(calc: str, params: dict, x: np.ndarray) -> bool:
     return False
 
 
+def windows_with_ties(x: np.ndarray, d: int) -> bool:
+    """Whether some window of d consecutive values holds equal values."""
+    if len(x) < d:
+        return False
+    w = np.lib.stride_tricks.sliding_window_view(x, d)
+    s = np.sort(w, axis=1)
+    return bool((np.diff(s, axis=1) == 0).any())
+
+
+def stable_permutation_entropy(x: np.ndarray, d: int) -> float:
+    """Permutation entropy with ties ranked by position (stable sorts): the engine's rule."""
+    if len(x) < d:
+        return np.nan
+    w = np.lib.stride_tricks.sliding_window_view(x, d)
+    ranks = np.argsort(np.argsort(w, axis=1, kind="stable"), axis=1, kind="stable")
+    _, counts = np.unique(ranks, axis=0, return_counts=True)
+    p = counts / len(w)
+    return float(-np.sum(p * np.log(p)))
+
+
 def compare(grid, offsets, clean, *, allow_tie_share: float) -> None:
     matrix, specs, _ = compute_segment_matrix(grid, offsets, TSFRESH_SPECS, device="cpu")
     failures, ties, checked = [], 0, 0
@@ -140,7 +163,12 @@ def compare(grid, offsets, clean, *, allow_tie_share: float) -> None:
                 assert np.isnan(got), (spec.name, "empty era must give NaN")
                 continue
             want = tsfresh_value(spec, x)
-            checked += 1
+            if spec.calculator == "permutation_entropy" and windows_with_ties(
+                x, spec.params["dimension"]
+            ):
+                # tsfresh ranks ties with NumPy's unstable (SIMD) argsort: hardware-dependent;
+                # the engine ranks them by position, checked against stable sorts instead
+                want = stable_permutation_entropy(x, spec.params["dimension"])
             scale = max(1.0, float(np.max(np.abs(x))))
             rtol, atol = 1e-9, 1e-12 * scale
             if spec.calculator == "time_reversal_asymmetry_statistic":
