@@ -152,10 +152,11 @@ class PipelineConfig(BaseModel):
         "e.g. '90D'. Default: the entity's whole stored history.",
     )
     # features ----------------------------------------------------------------------------
-    features_profile: Literal["minimal", "efficient", "seeds"] = Field(
+    features_profile: Literal["minimal", "efficient", "comprehensive", "seeds"] = Field(
         default="efficient",
-        description="Feature engine profile: tsfresh's minimal or "
-        "efficient set (same names and values), or the small seed set.",
+        description="Feature engine profile at every level: tsfresh's minimal, efficient "
+        "or comprehensive set (same names and values; a sensor's catalogue profile raises "
+        "it), or the small seed set.",
     )
     tsfresh_profile: Literal["catalogue", "minimal", "efficient", "comprehensive"] = Field(
         default="catalogue",
@@ -163,8 +164,9 @@ class PipelineConfig(BaseModel):
         "lacks): each sensor's catalogue profile, or one profile for all.",
     )
     tsfresh_levels: list[Level] = Field(
-        default_factory=lambda: list[Level](["A"]),
-        description="Era levels that get the tsfresh stage's features.",
+        default_factory=list,
+        description="Era levels that also run tsfresh itself, for calculators the engine "
+        "lacks or as a reference. Default: none (the engine has tsfresh's catalogue).",
     )
     device: Literal["auto", "gpu", "cpu"] = Field(
         default="auto",

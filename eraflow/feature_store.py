@@ -20,28 +20,37 @@ from eraflow.config import PipelineConfig
 from eraflow.history import stage_engines
 from eraflow.store.base import Key, ResultStore
 
-ENGINE_VERSION = "features-2"
+ENGINE_VERSION = "features-3"  # tsfresh's whole catalogue; catalogue-raised profiles
 TSFRESH_VERSION = "tsfresh-0.21.2-2"
 
 
+def _catalogue_digest(config: PipelineConfig) -> str:
+    """A user catalogue counts by its content (it sets each sensor's profile)."""
+    if config.catalogue is None:
+        return ""
+    return hashlib.sha256(config.catalogue.read_bytes()).hexdigest()
+
+
 def engine_config_hash(config: PipelineConfig) -> str:
-    """The settings hash of the engine stage: profile, grid step, engine version."""
-    return config_hash({"profile": config.features_profile, "freq": config.freq}, [ENGINE_VERSION])
+    """The settings hash of the engine stage: profile, catalogue, grid step, engine version."""
+    return config_hash(
+        {
+            "profile": config.features_profile,
+            "freq": config.freq,
+            "catalogue": _catalogue_digest(config),
+        },
+        [ENGINE_VERSION],
+    )
 
 
 def tsfresh_config_hash(config: PipelineConfig) -> str:
-    """The settings hash of the tsfresh stage; a user catalogue counts by its content."""
-    catalogue = (
-        ""
-        if config.catalogue is None
-        else hashlib.sha256(config.catalogue.read_bytes()).hexdigest()
-    )
+    """The settings hash of the tsfresh stage."""
     return config_hash(
         {
             "profile": config.tsfresh_profile,
             "engine_profile": config.features_profile,
             "freq": config.freq,
-            "catalogue": catalogue,
+            "catalogue": _catalogue_digest(config),
         },
         [TSFRESH_VERSION],
     )

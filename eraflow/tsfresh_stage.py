@@ -97,15 +97,20 @@ def combo_name(calculator: str, params: Mapping[str, Any] | None) -> str:
     """The feature name tsfresh derives from one (calculator, params) combination.
 
     Same rule as tsfresh's ``convert_to_output_format`` (and :class:`FeatureSpec.name`):
-    parameters sorted by name, strings quoted. A few combiners append parameters of their own
-    to the column (``augmented_dickey_fuller`` adds ``autolag_"AIC"``); subtraction by this name
-    is still exact because the engine implements none of them.
+    parameters sorted by name, strings quoted. A combiner that names a default parameter in
+    its columns (``augmented_dickey_fuller`` writes ``autolag_"AIC"``) gets it here too, so the
+    name is the column tsfresh writes.
     """
     if not params:
         return calculator
     from tsfresh.utilities.string_manipulation import convert_to_output_format
 
-    return f"{calculator}__{convert_to_output_format(dict(params))}"
+    named = {**_COLUMN_DEFAULTS.get(calculator, {}), **params}
+    return f"{calculator}__{convert_to_output_format(named)}"
+
+
+# Parameters tsfresh's combiners put in their column names even when the settings omit them.
+_COLUMN_DEFAULTS: dict[str, dict[str, Any]] = {"augmented_dickey_fuller": {"autolag": "AIC"}}
 
 
 def settings_names(settings: Mapping[str, list[dict[str, Any]] | None]) -> list[str]:

@@ -5,14 +5,17 @@ from __future__ import annotations
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Literal
 
+import pandas as pd
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from eraflow.batches import EraBatch
+from eraflow.catalogue import load_catalogue
 from eraflow.config import PipelineConfig
 from eraflow.feature_store import engine_config_hash, write_era_features
-from eraflow.features import compute_features, gpu_available, is_device_oom
+from eraflow.features import gpu_available, is_device_oom
 from eraflow.memory import release_memory
+from eraflow.sensor_profiles import compute_profiled_features, engine_sensor_profiles
 from tasks._common import retry_transient
 from tasks.slices import read_batch
 
@@ -54,30 +57,28 @@ def era_features(
         if part.eras.empty:
             logger.warning("%s: its eras were re-segmented by another run; skipped", batch.label)
             return 0
-        try:
-            with _gpu_slot(chosen):
-                features = compute_features(
-                    part.values,
-                    part.fill_mask,
-                    part.eras,
-                    entity=batch.entity,
-                    profile=config.features_profile,
-                    device=chosen,
-                    sensors=part.sensors,
-                )
-        except Exception as exc:
-            if chosen == "cpu" or not is_device_oom(exc):
-                raise
-            logger.warning("%s: GPU out of memory (%s); computing on the CPU", batch.label, exc)
-            features = compute_features(
+        profiles = engine_sensor_profiles(
+            config.features_profile, part.sensors, load_catalogue(config.catalogue)
+        )
+
+        def compute(device: Literal["auto", "gpu", "cpu"]) -> pd.DataFrame:
+            return compute_profiled_features(
                 part.values,
                 part.fill_mask,
                 part.eras,
                 entity=batch.entity,
-                profile=config.features_profile,
-                device="cpu",
-                sensors=part.sensors,
+                profiles=profiles,
+                device=device,
             )
+
+        try:
+            with _gpu_slot(chosen):
+                features = compute(chosen)
+        except Exception as exc:
+            if chosen == "cpu" or not is_device_oom(exc):
+                raise
+            logger.warning("%s: GPU out of memory (%s); computing on the CPU", batch.label, exc)
+            features = compute("cpu")
         written = write_era_features(
             part.store,
             features,

@@ -1,4 +1,8 @@
-"""Prefect task for stage 5: tsfresh features of one era batch (what the engine lacks)."""
+"""Prefect task for stage 5: tsfresh features of one era batch (what the engine lacks).
+
+Off by default (``tsfresh_levels`` is empty): the engine computes tsfresh's catalogue. It runs
+for calculators a user adds that the engine lacks, and as a reference.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from eraflow.catalogue import load_catalogue
 from eraflow.config import PipelineConfig
 from eraflow.feature_store import tsfresh_config_hash, write_era_features
 from eraflow.memory import release_memory
+from eraflow.sensor_profiles import engine_sensor_profiles
 from eraflow.tsfresh_stage import engine_profile_names, tsfresh_features
 from tasks._common import retry_transient
 from tasks.slices import read_batch
@@ -35,15 +40,17 @@ def era_tsfresh_features(batch: EraBatch, config: PipelineConfig, run_id: str) -
         if part.eras.empty:
             logger.warning("%s: its eras were re-segmented by another run; skipped", batch.label)
             return 0
+        catalogue = load_catalogue(config.catalogue)
+        engine_profiles = engine_sensor_profiles(config.features_profile, part.sensors, catalogue)
         features = tsfresh_features(
             part.values,
             part.fill_mask,
             part.eras,
             entity=batch.entity,
             profile=config.tsfresh_profile,
-            catalogue=load_catalogue(config.catalogue),
+            catalogue=catalogue,
             sensors=part.sensors,
-            engine_provides=engine_profile_names(config.features_profile),
+            engine_provides={s: engine_profile_names(p) for s, p in engine_profiles.items()},
         )
         written = write_era_features(
             part.store,

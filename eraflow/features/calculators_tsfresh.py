@@ -739,15 +739,19 @@ def histogram_entropy(xp: Any, values: Any, seg: Any, nseg: int, nb: int) -> Any
 _LINREG_ATTRS = ("pvalue", "rvalue", "intercept", "slope", "stderr")
 
 
-def segment_linregress(xp: Any, y: Any, t: Any, sid: Any, nseg: int, m: Any) -> dict[str, Any]:
-    """``scipy.stats.linregress(range(m), y)`` per segment, vectorised.
+def segment_linregress(
+    xp: Any, y: Any, t: Any, sid: Any, nseg: int, m: Any, *, evenly_spaced: bool = True
+) -> dict[str, Any]:
+    """``scipy.stats.linregress(t, y)`` per segment, vectorised.
 
-    ``t`` is the 0-based position of each ``y`` in its segment, ``m`` the segment length
-    (float array). Moments are centred (no cancellation on large offsets). The p-value needs
-    Student's t distribution: it is evaluated on the host with SciPy (one value per segment).
+    ``t`` is the 0-based position of each ``y`` in its segment (``evenly_spaced``: it is
+    ``0..m-1`` and its mean is ``(m-1)/2``; otherwise any abscissa, its mean summed), ``m`` the
+    segment length (float array). Moments are centred (no cancellation on large offsets). The
+    p-value needs Student's t distribution: it is evaluated on the host with SciPy (one value
+    per segment).
     """
     safe_m = xp.where(m > 0, m, 1.0)
-    tm = (m - 1.0) / 2.0
+    tm = (m - 1.0) / 2.0 if evenly_spaced else ar.seg_sum(xp, t, sid, nseg) / safe_m
     # shift by the first y of the segment for an accurate mean
     first_idx = xp.searchsorted(sid, xp.arange(nseg), side="left")
     has = m > 0

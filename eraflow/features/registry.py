@@ -141,6 +141,7 @@ def _load_calculators() -> None:
     from eraflow.features import (  # noqa: F401
         calculators_basic,
         calculators_complexity,
+        calculators_models,
         calculators_signal,
         calculators_tsfresh,
         rolling,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -67,7 +69,7 @@ def test_every_calculator_appears_in_every_profile_it_claims():
             names = {s.name for s in profile_specs(prof)}
             missing = [s.name for s in calc.specs() if s.name not in names]
             assert not missing, (name, prof, missing)
-    assert set(PROFILES) == {"minimal", "efficient", "seeds"}
+    assert set(PROFILES) == {"minimal", "efficient", "comprehensive", "seeds"}
     eff = {s.name for s in profile_specs("efficient")}
     assert set(SEED_FEATURES) <= eff
 
@@ -95,6 +97,49 @@ def test_tsfresh_names_are_tsfresh_names():
         "large_standard_deviation__r_0.15000000000000002",
     ):
         assert n in names
+
+
+@pytest.mark.parametrize(
+    "settings_class",
+    ["MinimalFCParameters", "EfficientFCParameters", "ComprehensiveFCParameters"],
+)
+def test_profile_is_tsfresh_settings_name_for_name(settings_class):
+    """The engine's profile holds tsfresh's settings object, names taken from tsfresh's output.
+
+    The names come from one ``extract_features`` call with tsfresh's settings class on a
+    datetime-indexed series (so the timewise calculators run too), not from the registry.
+    ``matrix_profile`` is in none of them: tsfresh drops it when its ``matrixprofile``
+    dependency is missing, and that package does not build on current Python.
+    """
+    tsfresh = pytest.importorskip("tsfresh")
+    import tsfresh.feature_extraction.settings as tsfresh_settings
+
+    settings = getattr(tsfresh_settings, settings_class)()
+    assert "matrix_profile" not in settings
+    n = 120
+    time = pd.date_range("2020-01-01", periods=n, freq="5min")
+    frame = pd.DataFrame(
+        {"id": 0, "time": time, "x": np.random.default_rng(0).normal(size=n)},
+        index=pd.DatetimeIndex(time, name="stamp"),
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = tsfresh.extract_features(
+            frame,
+            column_id="id",
+            column_sort="time",
+            default_fc_parameters=settings,
+            n_jobs=0,
+            disable_progressbar=True,
+        )
+    tsfresh_names = {c.removeprefix("x__") for c in out.columns}
+    assert len(tsfresh_names) == len(out.columns) > 0
+    profile = settings_class.removesuffix("FCParameters").lower()
+    registry = feature_registry()
+    engine_names = {s.name for s in profile_specs(profile) if registry[s.calculator].tsfresh}
+    assert tsfresh_names <= engine_names, tsfresh_names - engine_names
+    # beyond tsfresh's grid, a profile adds only the seed features (quartiles, for example)
+    assert engine_names - tsfresh_names <= set(SEED_FEATURES)
 
 
 def test_unknown_feature_name_is_a_config_error():

@@ -14,6 +14,7 @@ import pytest
 from eraflow.errors import ConfigError, DataError
 from eraflow.features import FEATURE_COLUMNS, compute_features, parse_feature_name
 from eraflow.tsfresh_stage import (
+    engine_profile_names,
     engine_tsfresh_names,
     settings_names,
     stage_settings,
@@ -170,14 +171,16 @@ def test_include_filled_false_drops_filled_values(grid) -> None:
 
 def test_engine_union_is_full_profile_without_duplicates(grid) -> None:
     values, fill, eras = grid
-    stage = tsfresh_features(values, fill, eras, entity="gh1")  # default: engine subtracted
-    engine = compute_features(values, fill, eras, entity="gh1", profile="efficient", device="cpu")
+    # the efficient engine holds tsfresh's whole efficient catalogue: nothing is left to tsfresh
+    assert tsfresh_features(values, fill, eras, entity="gh1").empty
+    # an engine run on "minimal" leaves the rest of each sensor's profile to the stage
+    provides = engine_profile_names("minimal")
+    stage = tsfresh_features(values, fill, eras, entity="gh1", engine_provides=provides)
+    engine = compute_features(values, fill, eras, entity="gh1", profile="minimal", device="cpu")
     full = {
         EFF: set(settings_names(tsfresh_settings("efficient"))),
         MIN: set(settings_names(tsfresh_settings("minimal"))),
     }
-    adf = {n for n in full[EFF] if n.startswith("augmented_dickey_fuller")}
-    full[EFF] = (full[EFF] - adf) | {n + '__autolag_"AIC"' for n in adf}
     for (era_id, sensor), part in stage.groupby(["era_id", "sensor"]):
         eng = engine[(engine["era_id"] == era_id) & (engine["sensor"] == sensor)]
         eng_names = set(eng["feature"]) & full[sensor]
@@ -186,7 +189,9 @@ def test_engine_union_is_full_profile_without_duplicates(grid) -> None:
         assert eng_names | st_names == full[sensor]
     # the minimal sensor is covered by the engine alone: the stage computes nothing for it
     assert set(stage["sensor"]) == {EFF}
-    assert stage.groupby("era_id").size().tolist() == [116, 116, 116]
+    left = len(full[EFF] - provides)
+    assert left == 782 - 10
+    assert stage.groupby("era_id").size().tolist() == [left, left, left]
 
 
 def test_subtract_features_exact_combos_and_parameterless() -> None:
@@ -222,9 +227,13 @@ def test_stage_settings_default_and_exclude() -> None:
     eng = engine_tsfresh_names("efficient")
     eff = set(settings_names(tsfresh_settings("efficient")))
     st = stage_settings([EFF, MIN])
-    assert st[MIN] == {}
-    assert set(settings_names(st[EFF])) == eff - eng and len(eff & eng) == 666
-    st = stage_settings([EFF], exclude=["cwt_coefficients", "ar_coefficient__coeff_0__k_10"])
+    assert st[MIN] == {} and st[EFF] == {}  # the engine computes both profiles whole
+    assert eff <= eng and len(eff) == 782
+    st = stage_settings(
+        [EFF],
+        engine_provides=(),
+        exclude=["cwt_coefficients", "ar_coefficient__coeff_0__k_10"],
+    )
     names = set(settings_names(st[EFF]))
     assert not any(n.startswith("cwt_coefficients") for n in names)
     assert "ar_coefficient__coeff_0__k_10" not in names and "ar_coefficient__coeff_1__k_10" in names
@@ -303,7 +312,15 @@ def test_real_one_week_catalogue_profile(greenhouse_dir: Path) -> None:
     eras = pd.DataFrame(
         {"level": "A", "era_id": np.arange(7, dtype=np.int64), "start": days[:-1], "end": days[1:]}
     )
-    out = tsfresh_features(values, mask, eras, entity=entity, catalogue=cat)
+    # as if the engine had run the minimal profile: the stage computes the rest
+    out = tsfresh_features(
+        values,
+        mask,
+        eras,
+        entity=entity,
+        catalogue=cat,
+        engine_provides=engine_profile_names("minimal"),
+    )
     eff = [s for s in values.columns if cat.get(s).tsfresh_profile == "efficient"]
     assert eff and set(out["sensor"]) <= set(eff)
     # co2_ppm is absent in this file (all NaN): no rows rather than NaN rows

@@ -79,12 +79,11 @@ def test_simulator_run_stores_every_table_idempotently(tmp_path: Path) -> None:
     assert keys_of_features == keys_of_eras  # every era has features, none is orphaned
     assert not features.duplicated(["entity", "level", "era_id", "sensor", "feature"]).any()
     assert summary["feature_rows"] == len(features)
-    assert set(features["engine"]) == {"numpy", "tsfresh"}
-    tsfresh_rows = features[features["engine"] == "tsfresh"]
-    assert set(tsfresh_rows["level"]) == {"A"}  # tsfresh_levels defaults to A
-    # tsfresh only adds what the engine lacks, and only for the catalogue's efficient sensors.
-    assert set(tsfresh_rows["sensor"]) <= set(load_catalogue().key_sensors())
-    assert 'linear_trend_timewise__attr_"slope"' in set(tsfresh_rows["feature"])
+    # the engine computes tsfresh's efficient catalogue at every level; tsfresh itself is off
+    assert set(features["engine"]) == {"numpy"}
+    for level in "ABC":
+        names = set(features.loc[features["level"] == level, "feature"].astype(str))
+        assert {'linear_trend_timewise__attr_"slope"', "ar_coefficient__coeff_1__k_10"} <= names
     ledger = pd.read_parquet(store / "feature_ledger")
     merged = ledger.merge(eras, on=["entity", "level", "era_id"], suffixes=("", "_era"))
     assert (merged["fingerprint"] == merged["fingerprint_era"]).all()
@@ -130,6 +129,33 @@ def test_simulator_run_stores_every_table_idempotently(tmp_path: Path) -> None:
     pd.testing.assert_frame_equal(pd.read_parquet(store / "eras"), eras)
     again_features = pd.read_parquet(store / "features")
     pd.testing.assert_frame_equal(again_features, features)
+
+
+@pytest.mark.slow
+def test_tsfresh_reference_mode_adds_only_what_the_engine_lacks(tmp_path: Path) -> None:
+    """tsfresh itself, when asked for a level, computes the profile's rest: nothing twice."""
+    state = feature_pipeline(
+        store=str(tmp_path),
+        simulator=SimulatorSettings(days=2, entities=["sim_a"], seed=3),
+        features_profile="minimal",
+        tsfresh_levels=["B"],
+        tsfresh_profile="efficient",
+        select=False,
+        report=False,
+        return_state=True,
+    )
+    assert state.is_completed(), state.message
+    features = pd.read_parquet(tmp_path / "features")
+    by_engine = features.groupby("engine", observed=True)
+    assert set(by_engine.groups) == {"numpy", "tsfresh"}
+    tsfresh_rows = features[features["engine"] == "tsfresh"]
+    assert set(tsfresh_rows["level"]) == {"B"}
+    key = ["level", "era_id", "sensor", "feature"]
+    assert not features.duplicated(key).any()  # nothing computed by both
+    engine_names = set(features.loc[features["engine"] == "numpy", "feature"].astype(str))
+    tsfresh_names = set(tsfresh_rows["feature"].astype(str))
+    assert "mean" in engine_names and "mean" not in tsfresh_names
+    assert 'augmented_dickey_fuller__attr_"teststat"__autolag_"AIC"' in tsfresh_names
 
 
 @pytest.mark.realdata
