@@ -126,8 +126,8 @@ def _adf(x: np.ndarray) -> np.ndarray:
     """Statsmodels' ``adfuller(x, autolag="AIC")`` (constant only): statistic, p-value, lag.
 
     The lag search fits ``startlag..maxlag`` nested OLS models on one sample; their residual
-    sums of squares are the tails of the last column of one QR factor of ``[X | y]``. The
-    chosen model is refitted on its own (longer) sample. Constant or too short series are NaN
+    sums of squares come from one QR factorisation (:func:`_nested_fits`). The chosen model
+    is refitted on its own (longer) sample. Constant or too short series are NaN
     (statsmodels raises, tsfresh returns NaN).
     """
     nan = np.full(3, np.nan)
@@ -143,35 +143,83 @@ def _adf(x: np.ndarray) -> np.ndarray:
     columns = design.shape[1]  # constant, level, maxlag differences
     if rows < columns:
         return nan
-    r = np.asarray(np.linalg.qr(np.column_stack([design, y]), mode="r"))
-    tail = r[: columns + 1, columns] ** 2
-    rss = np.cumsum(tail[::-1])[::-1]  # rss[j]: residual with the first j columns
-    diag = np.abs(np.diag(r)[:columns])
-    tol = diag.max() * max(rows, columns) * np.finfo(float).eps
+    rss, rank = _nested_fits(design, y)
+    # residuals below rounding are zero: an exact fit (a ramp) is not improved by more lags
+    rss = np.maximum(rss, rows * (np.finfo(float).eps * float(np.linalg.norm(y))) ** 2)
     best: tuple[float, int] | None = None
     for used in range(2, columns + 1):
-        rank = int((diag[:used] > tol).sum())
         with np.errstate(divide="ignore"):
-            aic = rows * (math.log(2 * math.pi) + np.log(rss[used] / rows) + 1.0) + 2.0 * rank
+            aic = rows * (math.log(2 * math.pi) + np.log(rss[used] / rows) + 1.0)
+        aic += 2.0 * rank[used]
         if best is None or (aic, used) < best:
             best = (float(aic), used)
     assert best is not None
     lag = best[1] - 2
     design, y = _adf_design(x, diff, lag)
+    stat = _level_tstat(design, y)
+    from statsmodels.tsa.adfvalues import mackinnonp
+
+    pvalue = mackinnonp(stat, regression="c", N=1) if np.isfinite(stat) else np.nan
+    return np.array([stat, pvalue, float(lag)])
+
+
+def _nested_fits(design: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Residual sum of squares and rank of the OLS fit on the first j columns, every j.
+
+    The tails of the last column of R, for ``[design | y] = QR``. A column in the span of
+    the ones before it (a level that stays constant over the sample, differences that are all
+    zero) adds nothing to the fit, but Householder QR would give it a direction of rounding
+    noise: such columns are found on R's diagonal (the tolerance of ``matrix_rank``) and the
+    factorisation is redone without them.
+    """
+    rows, columns = design.shape
+    r = np.asarray(np.linalg.qr(np.column_stack([design, y]), mode="r"))
+    diag = np.abs(np.diag(r)[:columns])
+    kept = diag > diag.max() * max(rows, columns) * np.finfo(float).eps
+    if not kept.all():
+        r = np.asarray(np.linalg.qr(np.column_stack([design[:, kept], y]), mode="r"))
+    width = int(kept.sum())
+    tail = np.cumsum((r[: width + 1, width] ** 2)[::-1])[::-1]  # by number of kept columns
+    rank = np.concatenate([[0], np.cumsum(kept)])
+    return tail[rank], rank
+
+
+def _level_tstat(design: np.ndarray, y: np.ndarray) -> float:
+    """The t statistic of the lagged level (column 1) in the OLS fit of ``y`` on ``design``.
+
+    One QR factorisation of ``[design | y]``; statsmodels' pseudo-inverse (two SVDs) only
+    where the design is nearly rank-deficient, where the two may differ.
+    """
+    rows, k = design.shape
+    if rows <= k:
+        return _level_tstat_pinv(design, y)
+    r = np.asarray(np.linalg.qr(np.column_stack([design, y]), mode="r"))
+    diag = np.abs(np.diag(r)[:k])
+    if diag.min() <= 1e-8 * diag.max():
+        return _level_tstat_pinv(design, y)
+    from scipy.linalg import solve_triangular
+
+    upper = r[:k, :k]
+    coef = solve_triangular(upper, r[:k, k])
+    unit = np.zeros(k)
+    unit[1] = 1.0
+    w = solve_triangular(upper, unit, trans="T")  # R^-T e1: (X'X)^-1[1, 1] = |w|^2
+    scale = r[k, k] ** 2 / (rows - k)
+    variance = scale * float(w @ w)
+    return float(coef[1] / math.sqrt(variance)) if variance > 0 else float("nan")
+
+
+def _level_tstat_pinv(design: np.ndarray, y: np.ndarray) -> float:
+    """The route of statsmodels: parameters and covariance from the pseudo-inverse."""
     pinv = np.linalg.pinv(design, rcond=1e-15)
     coef = pinv @ y
     resid = y - design @ coef
     dof = y.shape[0] - np.linalg.matrix_rank(design)
     if dof <= 0:
-        return nan
-    scale = resid @ resid / dof
-    cov = pinv @ pinv.T
+        return float("nan")
+    variance = resid @ resid / dof * float(pinv[1] @ pinv[1])
     with np.errstate(all="ignore"):
-        stat = coef[1] / math.sqrt(scale * cov[1, 1]) if scale * cov[1, 1] > 0 else np.nan
-    from statsmodels.tsa.adfvalues import mackinnonp
-
-    pvalue = mackinnonp(stat, regression="c", N=1) if np.isfinite(stat) else np.nan
-    return np.array([stat, pvalue, float(lag)])
+        return float(coef[1] / math.sqrt(variance)) if variance > 0 else float("nan")
 
 
 def _adf_design(x: np.ndarray, diff: np.ndarray, lags: int) -> tuple[np.ndarray, np.ndarray]:

@@ -2,8 +2,8 @@
 
 ``spkt_welch_density`` and ``fourier_entropy`` share one Welch density per batch;
 ``cwt_coefficients`` forms the first coefficients of every segment's Mexican-hat CWT as one
-matrix product per width; ``number_cwt_peaks`` runs scipy's own ``find_peaks_cwt`` (its ridge
-lines are sequential) on the CPU, per segment.
+matrix product per width; ``number_cwt_peaks`` counts scipy's ``find_peaks_cwt`` ridge lines
+(sequential) with a compiled search on the CPU, per segment.
 """
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from eraflow.features import arrays as ar
+from eraflow.features.calculators_complexity import on_cpu
 from eraflow.features.calculators_tsfresh import Params, _rows, histogram_entropy
+from eraflow.features.cwt_peaks import count_cwt_peaks, ricker_transform
 from eraflow.features.registry import feature
 from eraflow.features.segments import SegmentBatch
 from eraflow.features.spectral import cwt_head, welch_density
@@ -75,32 +76,19 @@ def cwt_coefficients(b: SegmentBatch, params: Params) -> Any:
 
 @feature("number_cwt_peaks", params=[{"n": 1}, {"n": 5}], tsfresh=True)
 def number_cwt_peaks(b: SegmentBatch, params: Params) -> Any:
-    """``len(find_peaks_cwt(x, widths=range(1, n + 1), wavelet=ricker))``, scipy's own.
+    """``len(find_peaks_cwt(x, widths=range(1, n + 1), wavelet=ricker))``, as scipy counts.
 
-    The ridge-line search is sequential: it runs on the CPU, segment by segment, with the
-    Ricker wavelet tsfresh passes (scipy no longer ships one).
+    The ridge-line search is sequential: compiled, on the CPU, segment by segment (see
+    :mod:`eraflow.features.cwt_peaks`); one transform per segment serves every ``n``.
     """
-    from scipy.signal import find_peaks_cwt
-
-    x = ar.to_host(b.x)
-    offsets = ar.to_host(b.offsets)
+    x, offsets = on_cpu(b, "number_cwt_peaks")
+    top = max(int(p["n"]) for p in params)
     out = np.full((len(params), b.nseg), np.nan)
     for s in range(b.nseg):
         values = x[offsets[s] : offsets[s + 1]]
         if not values.size:
             continue
+        transform = ricker_transform(values, np.arange(1, top + 1))
         for r, p in enumerate(params):
-            widths = np.arange(1, int(p["n"]) + 1)
-            out[r, s] = len(find_peaks_cwt(vector=values, widths=widths, wavelet=ricker))
+            out[r, s] = count_cwt_peaks(values, int(p["n"]), transform)
     return b.xp.asarray(out)
-
-
-def ricker(points: int, a: float) -> np.ndarray:
-    """Tsfresh's Ricker (Mexican hat) wavelet, as scipy.signal.ricker was."""
-    amplitude = 2 / (np.sqrt(3 * a) * (np.pi**0.25))
-    wsq = a**2
-    vec = np.arange(0, points) - (points - 1.0) / 2
-    xsq = vec**2
-    mod = 1 - xsq / wsq
-    gauss = np.exp(-xsq / (2 * wsq))
-    return np.asarray(amplitude * mod * gauss)

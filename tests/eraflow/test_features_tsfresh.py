@@ -14,6 +14,11 @@ exceptions:
 - threshold features (comparisons with the mean, std or quantiles) may differ only where a value
   ties the threshold to within 1e-9 relative, where tsfresh's own answer depends on summation
   order; those cases are detected and counted, and must be rare;
+- ``friedrich_coefficients``/``max_langevin_fixed_point``: rtol grows with the condition number
+  of the polynomial fit (x 1e-16): on an energy counter near 1e5 the raw-power coefficients move
+  with the last digits of the bin means, which pandas sums with Kahan's algorithm;
+- ``augmented_dickey_fuller`` on series whose nested lag models fit exactly as well (all-zero
+  lag columns) or to rounding (a ramp): see test_features_models, which pins those cases;
 - ``permutation_entropy`` on windows with equal values: tsfresh ranks ties with NumPy's default
   argsort, which dispatches to unstable SIMD sorts on current x86 CPUs (the result depends on
   the machine); the engine ranks ties by position, and is checked against stable sorts there.

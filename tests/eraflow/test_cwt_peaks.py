@@ -1,0 +1,49 @@
+"""The compiled ridge-line count equals scipy's find_peaks_cwt, case for case."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+from scipy.signal import find_peaks_cwt
+
+from eraflow.features.cwt_peaks import count_cwt_peaks, ricker, ricker_transform
+from tests.eraflow.test_features_tsfresh import REAL_CSV, read_knudjepsen
+
+
+def scipy_count(x: np.ndarray, n: int) -> int:
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")  # scipy divides by a zero noise on flat stretches
+        return len(find_peaks_cwt(x, np.arange(1, n + 1), wavelet=ricker))
+
+
+def synthetic_cases() -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    cases = [rng.normal(size=n) for n in (1, 2, 3, 4, 5, 10, 50, 300, 2000)]
+    cases += [np.round(20 + rng.normal(size=500).cumsum() / 5, 1) for _ in range(10)]
+    cases += [np.zeros(30), np.ones(7), (rng.random(400) > 0.8).astype(float)]
+    cases.append(np.sin(np.arange(1000) / 7.0))  # smooth: long ridge lines
+    return cases
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 5, 8])
+def test_equal_to_scipy_on_synthetic_series(n):
+    for x in synthetic_cases():
+        assert count_cwt_peaks(x, n) == scipy_count(x, n), (len(x), n)
+
+
+@pytest.mark.realdata
+@pytest.mark.skipif(not REAL_CSV.exists(), reason=f"real data not present at {REAL_CSV}")
+def test_equal_to_scipy_on_real_quantised_readings():
+    frame = read_knudjepsen(REAL_CSV, days=30)
+    checked = 0
+    for column in frame.columns[:10]:
+        x = frame[column].dropna().to_numpy()
+        for start in range(0, len(x), 2500):
+            part = x[start : start + 2500]
+            transform = ricker_transform(part, np.arange(1, 6))
+            for n in (1, 5):
+                assert count_cwt_peaks(part, n, transform) == scipy_count(part, n)
+                checked += 1
+    assert checked >= 40
