@@ -1,10 +1,7 @@
 """Benchmark: tsfresh's catalogue in the engine vs tsfresh itself, on a stored run's eras.
 
-Input: a Parquet store that a pipeline run wrote (its grid and its eras), for example the Knud
-Jepsen year::
-
-    eraflow run --source knudjepsen --start 2015-09-01 --end 2016-09-01 --store /tmp/kj
-
+Input: a Parquet store that a pipeline run wrote (its grid and its eras); without ``--store``
+the Knud Jepsen year (``../shared``) is first run into a temporary store, features off.
 Every (era, sensor) pair of the chosen levels is one segment, exactly as the pipeline computes
 it (the era's grid values, NaN dropped; sensors without any value in the entity left out).
 
@@ -18,7 +15,7 @@ Prints two tables and writes them as JSON:
    calculator's combinations against tsfresh's own function called on each segment (what
    ``extract_features`` does inside each worker), so the slowest calculators are visible.
 
-Run: ``python benchmarks/bench_catalogue.py --store /tmp/kj [--levels A B C] [--sample 1]``.
+Run: ``python benchmarks/bench_catalogue.py [--store DIR] [--levels A B C] [--sample 1]``.
 """
 
 from __future__ import annotations
@@ -65,6 +62,20 @@ class Segments:
             self.stamps[idx],
             [self.labels[i] for i in keep],
         )
+
+
+def year_store() -> Path:
+    """The Knud Jepsen year's grid and eras, run into a temporary store (features off)."""
+    import tempfile
+
+    from bench_scoped_runs import kj
+
+    from flows.pipeline import feature_pipeline
+
+    store = Path(tempfile.mkdtemp(prefix="eraflow-bench-catalogue-"))
+    print(f"running the Knud Jepsen year into {store} (grid and eras only) ...", flush=True)
+    feature_pipeline(**kj(store), features=False, select=False, report=False)
+    return store
 
 
 def load_segments(store_dir: Path, levels: list[str], sample: int, freq: str) -> Segments:
@@ -181,7 +192,7 @@ def tsfresh_per_calculator(seg: Segments, specs: list[FeatureSpec]) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--store", type=Path, required=True, help="Parquet store of a pipeline run")
+    ap.add_argument("--store", type=Path, help="Parquet store of a pipeline run")
     ap.add_argument("--levels", nargs="+", default=["A", "B", "C"])
     ap.add_argument("--profile", default="efficient")
     ap.add_argument("--freq", default="5min")
@@ -192,6 +203,8 @@ def main() -> None:
     ap.add_argument("--json", type=Path, default=Path("bench_catalogue.json"))
     args = ap.parse_args()
 
+    if args.store is None:
+        args.store = year_store()
     seg = load_segments(args.store, args.levels, args.sample, args.freq)
     registry = feature_registry()
     specs = [s for s in resolve_features(args.profile) if registry[s.calculator].tsfresh]
