@@ -57,6 +57,16 @@ def run_chunk(deployment: str, start: datetime, end: datetime, parameters: dict[
     return str(child.id)
 
 
+def _deployment_parameters(deployment: str | None) -> dict[str, Any]:
+    """The default parameters of the chunks' deployment (none when chunks run here)."""
+    if deployment is None:
+        return {}
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        return dict(client.read_deployment_by_name(deployment).parameters or {})
+
+
 def _config_fields(params: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in params.items() if k in PipelineConfig.model_fields and v is not None}
 
@@ -103,7 +113,10 @@ def backfill(
             feature_pipeline(**(params | {"start": begin, "end": finish}))
     else:
         children = _run_chunks(deployment, chunks, params, max_concurrent)
-    config = PipelineConfig.build(**_config_fields(wanted | {"start": start, "end": end}))
+    # The final features run with the chunks' settings: the deployment's own parameters (its
+    # dispatch to the pools, say) under the given ones.
+    settings = _deployment_parameters(deployment) | wanted
+    config = PipelineConfig.build(**_config_fields(settings | {"start": start, "end": end}))
     entities = backfill_entities(config, start, end)
     from flows.pipeline import compute_features, select_scope_levels
 

@@ -73,8 +73,15 @@ def to_frame(spec: Table, data: pa.Table, columns: list[str] | None = None) -> p
                 dtype=object,
             )
         else:
-            out[name] = column.to_pandas()
+            out[name] = _sorted_categories(column.to_pandas())
     return pd.DataFrame(out, columns=names)
+
+
+def _sorted_categories(series: pd.Series) -> pd.Series:
+    """Categories in sorted order, so a read does not depend on the order rows were stored in."""
+    if not isinstance(series.dtype, pd.CategoricalDtype):
+        return series
+    return series.cat.reorder_categories(sorted(series.cat.categories))
 
 
 def empty_frame(spec: Table, columns: list[str] | None = None) -> pd.DataFrame:

@@ -23,7 +23,7 @@ def test_the_store_decides_which_batches_run(tmp_path: Path) -> None:
     first = feature_pipeline(**params, return_state=True)
     assert first.is_completed(), first.message
     before = pd.read_parquet(tmp_path / "store" / "features")
-    assert len(first.result()["batches"]) == 4  # engine at A, B, C; tsfresh at A
+    assert len(first.result()["batches"]) == 3  # the engine at A, B and C
 
     second = feature_pipeline(**params, return_state=True)
     assert second.is_completed(), second.message
@@ -32,10 +32,10 @@ def test_the_store_decides_which_batches_run(tmp_path: Path) -> None:
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "store" / "features"), before)
 
     # A changed setting changes the ledger's hash: the engine batches run again, and replace
-    # the old profile's rows (tsfresh's settings include the engine profile, so it reruns too).
+    # the old profile's rows.
     third = feature_pipeline(**params, features_profile="minimal", return_state=True)
     assert third.is_completed()
-    assert len(third.result()["batches"]) == 4
+    assert len(third.result()["batches"]) == 3
     after = pd.read_parquet(tmp_path / "store" / "features")
     engine = after[after["engine"] == "numpy"]
     assert (
@@ -47,7 +47,7 @@ def test_the_store_decides_which_batches_run(tmp_path: Path) -> None:
 
     shutil.rmtree(tmp_path / "store")
     fourth = feature_pipeline(**params, return_state=True)
-    assert fourth.is_completed() and len(fourth.result()["batches"]) == 4
+    assert fourth.is_completed() and len(fourth.result()["batches"]) == 3
 
 
 def test_plan_artifact_and_in_process_dispatch(tmp_path: Path) -> None:

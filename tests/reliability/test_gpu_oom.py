@@ -29,7 +29,7 @@ def test_gpu_out_of_memory_recomputes_the_batch_on_cpu(
         pass
 
     calls: list[str] = []
-    real = stage.compute_features
+    real = stage.compute_profiled_features
 
     def on_a_full_gpu(*args: object, device: str, **kwargs: object) -> pd.DataFrame:
         calls.append(device)
@@ -56,7 +56,7 @@ def test_gpu_out_of_memory_recomputes_the_batch_on_cpu(
         first_era_id=int(eras["era_id"].min()),
         last_era_id=int(eras["era_id"].max()),
     )
-    monkeypatch.setattr(stage, "compute_features", on_a_full_gpu)
+    monkeypatch.setattr(stage, "compute_profiled_features", on_a_full_gpu)
     monkeypatch.setattr(stage, "_gpu_slot", lambda device: contextlib.nullcontext())
     config = PipelineConfig.build(store=store, selection_levels=["A"])
     with disable_run_logger():
