@@ -17,6 +17,7 @@ from pydantic import (
     model_validator,
 )
 
+from eraflow.eras.config import EraConfig, LevelConfig
 from eraflow.errors import ConfigError, validation_message
 from eraflow.grid import grid_step
 
@@ -52,6 +53,77 @@ class SimulatorSettings(BaseModel):
     full: bool = Field(
         default=False, description="22 sensors per compartment instead of 8 (benchmarks)."
     )
+
+
+def _positive_span(value: str) -> str:
+    try:
+        span = pd.Timedelta(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{value!r} is not a time span such as '3h' or '7D'") from None
+    if pd.isna(span) or span <= pd.Timedelta(0):
+        raise ValueError(f"{value!r} must be a positive time span such as '3h'")
+    return value
+
+
+class EraLevelSettings(BaseModel):
+    """Penalty and shortest era of one level (eraflow.eras.config.LevelConfig)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    penalty_scale: float = Field(
+        gt=0,
+        allow_inf_nan=False,
+        description="c in the penalty c * parameters * log(rows) of each new era: larger "
+        "means fewer, longer eras.",
+    )
+    min_duration: Annotated[str, AfterValidator(_positive_span)] = Field(
+        description="Shortest era, a time span such as '3h' or '7D'."
+    )
+
+    @classmethod
+    def of(cls, level: LevelConfig) -> EraLevelSettings:
+        """The settings of a detector level (the defaults come from there)."""
+        return cls(penalty_scale=level.penalty_scale, min_duration=str(level.min_duration))
+
+    def level_config(self) -> LevelConfig:
+        """The era detector's settings of this level."""
+        return LevelConfig(penalty_scale=self.penalty_scale, min_duration=self.min_duration)
+
+
+class EraLevelsSettings(BaseModel):
+    """Era penalties and shortest eras per level, coarsest first.
+
+    Defaults are the detector's own (EraConfig), tuned on real greenhouse years. A changed
+    setting re-segments the history the run covers; eras that change get new features.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    level_a: EraLevelSettings = Field(
+        default_factory=lambda: EraLevelSettings.of(EraConfig().level_a),
+        description="Level A: operating regimes of weeks to months.",
+    )
+    level_b: EraLevelSettings = Field(
+        default_factory=lambda: EraLevelSettings.of(EraConfig().level_b),
+        description="Level B: days to weeks.",
+    )
+    level_c: EraLevelSettings = Field(
+        default_factory=lambda: EraLevelSettings.of(EraConfig().level_c),
+        description="Level C: hours to days (found on hourly means, or by BOCPD).",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _over_the_defaults(cls, data: Any) -> Any:
+        """A level given in part keeps its defaults: {"level_c": {"penalty_scale": 2}}."""
+        if not isinstance(data, dict):
+            return data
+        defaults = EraConfig()
+        merged = dict(data)
+        for name, given in data.items():
+            if isinstance(given, dict) and name in cls.model_fields:
+                merged[name] = EraLevelSettings.of(getattr(defaults, name)).model_dump() | given
+        return merged
 
 
 UtcTime = Annotated[datetime | None, AfterValidator(to_utc)]
@@ -145,6 +217,16 @@ class PipelineConfig(BaseModel):
         default=None,
         description="Sensors to segment on, jointly. Default: air temperature, "
         "CO2, humidity, light and pipe temperature, where present.",
+    )
+    era_levels: EraLevelsSettings = Field(
+        default_factory=EraLevelsSettings,
+        description="Penalty and shortest era of each level (A, B, C).",
+    )
+    era_penalty_path: bool = Field(
+        default=False,
+        description="Also publish, per entity, the eras of each level against its penalty "
+        "(0.125x to 8x the set one): a picture to choose penalties by; costs about 20 "
+        "segmentations.",
     )
     era_horizon: str | None = Field(
         default=None,

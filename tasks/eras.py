@@ -14,6 +14,7 @@ from eraflow.batches import EraBatch, batches_for_todo
 from eraflow.catalogue import load_catalogue
 from eraflow.config import PipelineConfig
 from eraflow.eras import EraConfig, plot_eras
+from eraflow.eras.penalty_path import penalty_path, plot_penalty_path
 from eraflow.feature_store import stage_hashes
 from eraflow.grid import grid_step
 from eraflow.history import EraUpdate, due_eras, update_entity_eras
@@ -34,8 +35,13 @@ def reports_folder(config: PipelineConfig) -> Path:
 
 def era_config(config: PipelineConfig) -> EraConfig:
     """The era detection settings of a pipeline configuration."""
+    levels = config.era_levels
     return EraConfig(
-        method=config.era_method, signals=tuple(config.era_signals) if config.era_signals else None
+        method=config.era_method,
+        signals=tuple(config.era_signals) if config.era_signals else None,
+        level_a=levels.level_a.level_config(),
+        level_b=levels.level_b.level_config(),
+        level_c=levels.level_c.level_config(),
     )
 
 
@@ -59,6 +65,30 @@ def _publish(entity: str, update: EraUpdate, config: PipelineConfig) -> None:
         key="eras-" + re.sub(r"[^a-z0-9-]", "-", entity.lower()),
         markdown="\n".join([markdown_image(png, f"Eras of {entity}"), "", *table]),
         description=f"Era boundaries of {entity} per level (A coarse ⊃ B ⊃ C fine)",
+    )
+
+
+def _publish_penalty_path(entity: str, values: pd.DataFrame, config: PipelineConfig) -> None:
+    path = penalty_path(values, entity=entity, config=era_config(config))
+    png = plot_penalty_path(
+        path,
+        title=f"{entity}: eras against the penalty",
+        path=reports_folder(config) / f"penalty-path-{entity_slug(entity)}.png",
+    )
+    wide = path.pivot_table(index="factor", columns="level", values="eras", aggfunc="first")
+    scales = path.pivot_table(index="factor", columns="level", values="penalty_scale")
+    table = ["| factor | " + " | ".join(f"{lv} (scale: eras)" for lv in wide.columns) + " |"]
+    table.append("|---" * (len(wide.columns) + 1) + "|")
+    for factor, counts in wide.iterrows():
+        cells = [f"{scales.at[factor, lv]:.4g}: {counts[lv]}" for lv in wide.columns]
+        mark = " (set)" if factor == 1.0 else ""
+        table.append(f"| {factor:g}x{mark} | " + " | ".join(cells) + " |")
+    create_markdown_artifact(
+        key="penalty-path-" + re.sub(r"[^a-z0-9-]", "-", entity.lower()),
+        markdown="\n".join(
+            [markdown_image(png, f"Eras against the penalty, {entity}"), "", *table]
+        ),
+        description=f"Eras per level of {entity} as each level's penalty_scale is varied",
     )
 
 
@@ -105,6 +135,8 @@ def detect_entity_eras(
     )
     if config.report:
         _publish(entity, update, config)
+        if config.era_penalty_path and not update.values.empty:
+            _publish_penalty_path(entity, update.values, config)
     release_memory()
     return batches_for_todo(update.eras, update.todo, max_rows=config.max_batch_rows)
 

@@ -9,10 +9,11 @@ import pandas as pd
 
 from eraflow.eras.exceptions import UnknownSignalError
 
-__all__ = ["plot_eras"]
+__all__ = ["LEVEL_STYLE", "plot_eras"]
 
-#: Line style per level: coarse boundaries thick and dark, fine ones thin and light.
-_STYLE: dict[str, tuple[str, float, float]] = {
+#: Line style per level (colour, width, alpha): coarse boundaries thick and dark, fine ones
+#: thin and light.
+LEVEL_STYLE: dict[str, tuple[str, float, float]] = {
     "A": ("#b2182b", 2.4, 0.95),
     "B": ("#ef8a62", 1.1, 0.8),
     "C": ("#969696", 0.4, 0.6),
@@ -82,7 +83,7 @@ def plot_eras(
         )
         ax.tick_params(labelsize=7)
         for lv in levels:
-            colour, width, alpha = _STYLE[lv]
+            colour, width, alpha = LEVEL_STYLE[lv]
             of_level = eras.loc[eras["level"] == lv, "start"]
             starts = of_level[of_level > of_level.min()]  # boundaries: not the first start
             # one collection per level: thousands of axvline calls take seconds
@@ -108,7 +109,7 @@ def plot_eras(
     axes[-1, 0].set_xlabel("time (UTC)", fontsize=8)
     fig.suptitle(head, fontsize=10)
     handles = [
-        Line2D([0], [0], color=_STYLE[lv][0], lw=_STYLE[lv][1], label=f"level {lv}")
+        Line2D([0], [0], color=LEVEL_STYLE[lv][0], lw=LEVEL_STYLE[lv][1], label=f"level {lv}")
         for lv in ("A", "B", "C")
     ]
     axes[0, 0].legend(handles=handles, loc="upper right", fontsize=7, ncol=3, framealpha=0.8)

@@ -1,0 +1,60 @@
+"""The penalty path: eras per level against the penalty, level C checked against ruptures."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import ruptures as rpt
+
+from eraflow.eras import EraConfig, detect_eras
+from eraflow.eras.penalty_path import FACTORS, penalty_path, plot_penalty_path
+from tests.eraflow.test_eras_levels import _greenhouse
+
+SIGNALS = ("air_temp_c", "rh_percent", "pipe_temp_1_c")
+
+
+def _values() -> pd.DataFrame:
+    return _greenhouse(days=21).interpolate(method="time")  # 21 * 288 rows: whole hours
+
+
+def test_level_c_counts_equal_ruptures_pelt_at_every_penalty() -> None:
+    values = _values()
+    config = EraConfig(signals=SIGNALS, model="l2", scaling="zscore")
+    path = penalty_path(values, entity="p", config=config)
+    # The reference: hourly means of the z-scored signals, ruptures' exact PELT, l2 cost,
+    # the BIC-style penalty c * d * log(n), min size 3 h = 3 hourly blocks.
+    x = values[list(SIGNALS)].to_numpy()
+    z = (x - x.mean(axis=0)) / x.std(axis=0)
+    hourly = z.reshape(-1, 12, len(SIGNALS)).mean(axis=1)
+    algo = rpt.Pelt(model="l2", min_size=3, jump=1).fit(hourly)
+    c_path = path[path["level"] == "C"]
+    assert list(c_path["factor"]) == sorted(FACTORS)
+    for _, row in c_path.iterrows():
+        pen = row["penalty_scale"] * len(SIGNALS) * math.log(len(hourly))
+        assert row["eras"] == len(algo.predict(pen=pen)), row.to_dict()
+    assert c_path["eras"].iloc[0] > c_path["eras"].iloc[-1]
+
+
+def test_counts_fall_with_the_penalty_and_the_choice_is_the_run() -> None:
+    values = _values()
+    config = EraConfig(signals=SIGNALS)
+    path = penalty_path(values, entity="p", config=config, factors=(0.5, 2.0, 8.0))
+    eras = detect_eras(values, entity="p", config=config)
+    for level, part in path.groupby("level"):
+        assert list(part["factor"]) == [0.5, 1.0, 2.0, 8.0]
+        assert np.all(np.diff(part["eras"].to_numpy()) <= 0), part  # exact search: monotone
+        chosen = part[part["chosen"]]
+        assert len(chosen) == 1
+        assert chosen["eras"].iloc[0] == (eras["level"] == level).sum()
+        assert chosen["penalty_scale"].iloc[0] == config.level(str(level)).penalty_scale
+
+
+def test_bocpd_has_no_level_c_path_and_the_plot_is_written(tmp_path: Path) -> None:
+    config = EraConfig(signals=SIGNALS, method="bocpd")
+    path = penalty_path(_values(), entity="p", config=config, factors=(0.5, 2.0))
+    assert set(path["level"]) == {"A", "B"}
+    png = plot_penalty_path(path, title="p", path=tmp_path / "path.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -1,0 +1,82 @@
+"""Era penalties and shortest eras per level, set from the flow (so the CLI and the UI form)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from prefect.client.orchestration import get_client
+
+from eraflow.config import PipelineConfig, SimulatorSettings
+from eraflow.eras.config import EraConfig
+from eraflow.errors import ConfigError
+from flows.pipeline import feature_pipeline
+from tasks.eras import era_config
+
+SIMULATOR = SimulatorSettings(days=4, entities=["pen"], seed=2)
+
+
+def test_a_level_given_in_part_keeps_the_detector_defaults() -> None:
+    config = PipelineConfig.build(era_levels={"level_c": {"penalty_scale": 3}})
+    detector, defaults = era_config(config), EraConfig()
+    assert detector.level_c.penalty_scale == 3
+    assert detector.level_c.min_duration == defaults.level_c.min_duration == "3h"
+    assert detector.level_a == defaults.level_a and detector.level_b == defaults.level_b
+
+
+@pytest.mark.parametrize(
+    ("given", "named"),
+    [
+        ({"level_c": {"penalty_scale": -1}}, "era_levels.level_c.penalty_scale"),
+        ({"level_b": {"min_duration": "soon"}}, "'soon' is not a time span"),
+        ({"level_a": {"min_duration": "-2D"}}, "must be a positive time span"),
+        ({"level_d": {"penalty_scale": 1}}, "level_d"),
+    ],
+)
+def test_bad_era_settings_are_named(given: dict[str, object], named: str) -> None:
+    with pytest.raises(ConfigError, match=named.replace(".", r"\.")):
+        PipelineConfig.build(era_levels=given)
+
+
+def _eras(store: Path, report: bool = False, **era_levels: dict[str, object]) -> pd.DataFrame:
+    state = feature_pipeline(
+        store=str(store),
+        simulator=SIMULATOR,
+        era_levels=era_levels,
+        features=False,
+        select=False,
+        report=report,
+        era_penalty_path=report,
+        return_state=True,
+    )
+    assert state.is_completed(), state.message
+    return pd.read_parquet(store / "eras")
+
+
+@pytest.mark.slow
+def test_a_penalty_set_in_the_config_changes_the_eras(tmp_path: Path) -> None:
+    default = _eras(tmp_path / "default")
+    coarse = _eras(tmp_path / "coarse", level_c={"penalty_scale": 4.0, "min_duration": "12h"})
+    c_default, c_coarse = (e[e["level"] == "C"] for e in (default, coarse))
+    assert len(c_coarse) < len(c_default)
+    assert (c_default["rows"] < 144).any()  # the default allows eras shorter than 12 h ...
+    assert (c_coarse["rows"] >= 144).all()  # ... the setting does not: 12 h of 5-minute rows
+    # A and B are chosen among C's boundaries: they can only lose some, never gain any.
+    for level in ("A", "B"):
+        assert set(coarse.loc[coarse["level"] == level, "start"]) <= set(c_coarse["start"])
+    # The same setting in the same (re-used) store leaves the eras as they are; the penalty
+    # path artifact shows the set penalty among the others.
+    again = _eras(
+        tmp_path / "coarse", report=True, level_c={"penalty_scale": 4.0, "min_duration": "12h"}
+    )
+    with get_client(sync_client=True) as client:
+        artifact = next(
+            a for a in client.read_latest_artifacts(limit=50) if a.key == "penalty-path-pen"
+        )
+    assert "| 1x (set) |" in str(artifact.data) and f"4: {len(c_coarse)}" in str(artifact.data)
+    assert (tmp_path / "coarse" / "reports" / "penalty-path-pen.png").exists()
+    pd.testing.assert_frame_equal(
+        again.drop(columns=["run_id"], errors="ignore"),
+        coarse.drop(columns=["run_id"], errors="ignore"),
+    )
