@@ -17,6 +17,7 @@ from eraflow.catalogue import Catalogue
 from eraflow.errors import DataError
 from eraflow.grid import grid_step
 from eraflow.ingest.readers import LONG_COLUMNS
+from eraflow.spikes import drop_spikes
 
 ABSURD = 1e9
 """The bound of a sensor the catalogue gives none: beyond it a value is a sentinel."""
@@ -27,7 +28,8 @@ class AggregateReport:
     """What aggregation did, per (entity, sensor), and what it could not place.
 
     ``per_sensor`` columns: entity, sensor, values_in, dropped_non_finite (inf, NaN),
-    dropped_out_of_range, multi_source_bins.
+    dropped_out_of_range, multi_source_bins, dropped_spike (grid values the catalogue's
+    Hampel check dropped, :mod:`eraflow.spikes`).
     """
 
     per_sensor: pd.DataFrame
@@ -146,12 +148,15 @@ def aggregate(
     wide = wide.reindex(columns=sorted(map(str, sensors)))
 
     blocks = []
+    spikes: dict[tuple[str, str], int] = {}
     for entity in wide.index.get_level_values("entity").unique():
         block = wide.xs(entity, level="entity")
         first = start.floor(step) if start is not None else block.index.min()
         last = (end - pd.Timedelta(1, "ns")).floor(step) if end is not None else block.index.max()
         index = pd.date_range(first, last, freq=step, name="time")
         block = block.reindex(index)
+        for sensor, count in drop_spikes(block, specs, step).items():
+            spikes[(str(entity), sensor)] = count
         block.insert(0, "entity", str(entity))
         blocks.append(block.reset_index())
     grid = pd.concat(blocks, ignore_index=True)
@@ -162,6 +167,9 @@ def aggregate(
     grid["time"] = grid["time"].astype("datetime64[us, UTC]")
 
     per_sensor = stats.join(conflicts, how="left").fillna({"multi_source_bins": 0})
+    per_sensor["dropped_spike"] = [
+        spikes.get((str(e), str(s)), 0) for e, s in per_sensor.index.to_list()
+    ]
     per_sensor = per_sensor.astype("int64").reset_index()
     per_sensor["entity"] = per_sensor["entity"].astype(str)
     per_sensor["sensor"] = per_sensor["sensor"].astype(str)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 from prefect import get_run_logger, task
+from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from eraflow.aggregate import AggregateResult, aggregate
@@ -38,16 +39,23 @@ def aggregate_grid(frames: list[pd.DataFrame], config: PipelineConfig) -> Aggreg
             ", ".join(result.report.unknown_sensors),
         )
     report = result.report.per_sensor
-    for row in report[
-        (report["dropped_non_finite"] + report["dropped_out_of_range"]) > 0
-    ].itertuples():
+    dropped = report[["dropped_non_finite", "dropped_out_of_range", "dropped_spike"]].sum(axis=1)
+    if config.report:
+        create_table_artifact(
+            key="data-quality",
+            table=report[dropped > 0].to_dict(orient="records"),
+            description="Values dropped in aggregation per sensor: non-finite, outside the "
+            "catalogue's range, or grid spikes of its Hampel check (empty: none)",
+        )
+    for row in report[dropped > 0].itertuples():
         logger.warning(
-            "%s/%s: dropped %d non-finite and %d out-of-range of %d values",
+            "%s/%s: dropped %d non-finite and %d out-of-range of %d values, %d grid spikes",
             row.entity,
             row.sensor,
             row.dropped_non_finite,
             row.dropped_out_of_range,
             row.values_in,
+            row.dropped_spike,
         )
     rows = result.grid.groupby("entity").size()
     short = rows[rows < 2]

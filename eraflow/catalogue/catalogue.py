@@ -52,17 +52,27 @@ class SensorSpec(BaseModel):
     gpu: bool = True
     key: bool = False
     description: str = ""
+    spike_window: timedelta | None = Field(
+        default=None,
+        description="Hampel spike check over this centred span of grid rows (None: off).",
+    )
+    spike_sigmas: float = Field(default=5.0, gt=0)
+    spike_min_delta: float = Field(
+        default=0.0, ge=0, description="A spike differs from its window's median by more."
+    )
 
-    @field_validator("max_fill_gap", mode="before")
+    @field_validator("max_fill_gap", "spike_window", mode="before")
     @classmethod
-    def _parse_gap(cls, value: Any) -> timedelta:
+    def _parse_span(cls, value: Any) -> timedelta | None:
+        if value is None:
+            return None
         try:
-            gap = pd.Timedelta(value)
+            span = pd.Timedelta(value)
         except (ValueError, TypeError) as exc:
-            raise ValueError(f"max_fill_gap {value!r} is not a duration like '30min'") from exc
-        if pd.isna(gap) or gap < pd.Timedelta(0):
-            raise ValueError(f"max_fill_gap {value!r} must be a non-negative duration")
-        return gap.to_pytimedelta()
+            raise ValueError(f"{value!r} is not a duration like '30min'") from exc
+        if pd.isna(span) or span < pd.Timedelta(0):
+            raise ValueError(f"{value!r} must be a non-negative duration")
+        return span.to_pytimedelta()
 
     @model_validator(mode="after")
     def _check_range(self) -> SensorSpec:
