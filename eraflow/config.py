@@ -126,6 +126,25 @@ class EraLevelsSettings(BaseModel):
         return merged
 
 
+class EraGapSettings(BaseModel):
+    """When a stretch of missing era signals is an era of its own (kind 'gap', no features)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_duration: Annotated[str, AfterValidator(_positive_span)] | None = Field(
+        default=str(EraConfig().gap_min_duration),
+        description="Shortest such stretch, e.g. '6h'; null: no gap eras (detection "
+        "interpolates across gaps).",
+    )
+    max_coverage: float = Field(
+        default=EraConfig().gap_max_coverage,
+        ge=0,
+        le=1,
+        description="Mostly missing: hours in which fewer than this share of the era signals "
+        "have a reading.",
+    )
+
+
 UtcTime = Annotated[datetime | None, AfterValidator(to_utc)]
 """A time in the JSON schema (the UI's date picker); a UTC ``pd.Timestamp`` once validated."""
 
@@ -218,9 +237,20 @@ class PipelineConfig(BaseModel):
         description="Sensors to segment on, jointly. Default: air temperature, "
         "CO2, humidity, light and pipe temperature, where present.",
     )
+    era_detect_step: Annotated[str, AfterValidator(_positive_span)] | None = Field(
+        default=str(EraConfig().detect_step),
+        description="Level C is searched on means over blocks of this span (fast, hourly "
+        "boundaries); null: on every grid row, exact PELT at the grid resolution (about 2 s "
+        "for a 5-minute year; raise level C's penalty_scale, e.g. to 4, for as many eras).",
+    )
     era_levels: EraLevelsSettings = Field(
         default_factory=EraLevelsSettings,
         description="Penalty and shortest era of each level (A, B, C).",
+    )
+    era_gaps: EraGapSettings = Field(
+        default_factory=EraGapSettings,
+        description="Stretches where the era signals are mostly missing become eras of their "
+        "own (kind 'gap'): no boundary inside, never merged with data, no features.",
     )
     era_penalty_path: bool = Field(
         default=False,

@@ -17,7 +17,8 @@ store's per-entity lock, so two runs of one entity segment one after the other.
 How far back a boundary can move: with ``horizon=None`` (default) any boundary may move when
 data is added or replaced, since the optimal segmentation is global; in practice only eras
 near the change move, and the others keep their features. With a horizon ``H``, eras that
-start before the last stored level-A boundary at or before ``start - H`` are frozen.
+start before the last stored level-A boundary at or before ``start - H`` are frozen (their
+regime labels too: labels are fitted over the eras segmented, see :mod:`eraflow.eras.regimes`).
 """
 
 from __future__ import annotations
@@ -30,7 +31,9 @@ import numpy as np
 import pandas as pd
 
 from eraflow.batches import assign_stable_era_ids
-from eraflow.eras import EraConfig, detect_eras
+from eraflow.eras import EraConfig
+from eraflow.eras.gaps import GAP_METHOD, detect_eras_with_gaps
+from eraflow.eras.regimes import regime_labels
 from eraflow.errors import DataError
 from eraflow.store.base import Key, Range, ResultStore
 from eraflow.store.grid import read_entity_grid
@@ -128,8 +131,8 @@ def _window_start(
 
 def _compare(stored: pd.DataFrame, new: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """(changed, gone): stored eras with another end or fingerprint, and vanished ones."""
-    merged = stored[[*ERA_KEY, "end", "fingerprint"]].merge(
-        new[[*ERA_KEY, "end", "fingerprint"]],
+    merged = stored[[*ERA_KEY, "end", "fingerprint", "kind"]].merge(
+        new[[*ERA_KEY, "end", "fingerprint", "kind"]],
         on=ERA_KEY,
         how="left",
         suffixes=("", "_new"),
@@ -138,7 +141,9 @@ def _compare(stored: pd.DataFrame, new: pd.DataFrame) -> tuple[pd.DataFrame, pd.
     gone = merged[merged["_merge"] == "left_only"][ERA_KEY]
     both = merged[merged["_merge"] == "both"]
     changed = both[
-        (both["end"] != both["end_new"]) | (both["fingerprint"] != both["fingerprint_new"])
+        (both["end"] != both["end_new"])
+        | (both["fingerprint"] != both["fingerprint_new"])
+        | (both["kind"] != both["kind_new"])
     ][ERA_KEY]
     return changed.reset_index(drop=True), gone.reset_index(drop=True)
 
@@ -150,7 +155,9 @@ def stale_eras(
 
     ``stages`` maps a stage to ``{level: config_hash}`` (a level absent: the stage does not
     run there). Up to date means a ledger row with the era's fingerprint and that hash.
+    Gap eras have no features: there is no data to describe.
     """
+    eras = eras[eras["kind"] != GAP_METHOD]
     rows = []
     for stage, hashes in stages.items():
         want = eras[eras["level"].isin(list(hashes))][[*ERA_KEY, "fingerprint"]].copy()
@@ -232,11 +239,12 @@ def update_entity_eras(
         values = values[[c for c in values.columns if values[c].notna().any()]]
         fill_mask = fill_mask[values.columns]
         notes: list[str] = []
-        eras = assign_stable_era_ids(detect_eras(values, entity=entity, config=config, notes=notes))
+        eras = assign_stable_era_ids(
+            detect_eras_with_gaps(values, fill_mask, entity=entity, config=config, notes=notes)
+        )
         eras["fingerprint"] = era_fingerprints(values, fill_mask, eras)
         eras["coverage"] = era_coverage(values, fill_mask, eras)
-        eras["kind"] = "data"
-        eras["regime"] = pd.array([pd.NA] * len(eras), dtype="Int64")
+        eras["regime"] = regime_labels(values, eras)
         eras = eras[ERAS.names]
         in_window = stored if window is None else stored[stored["start"] >= window]
         changed, gone = _compare(in_window, eras)

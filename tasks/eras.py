@@ -42,6 +42,9 @@ def era_config(config: PipelineConfig) -> EraConfig:
         level_a=levels.level_a.level_config(),
         level_b=levels.level_b.level_config(),
         level_c=levels.level_c.level_config(),
+        detect_step=config.era_detect_step,
+        gap_min_duration=config.era_gaps.min_duration,
+        gap_max_coverage=config.era_gaps.max_coverage,
     )
 
 
@@ -54,12 +57,16 @@ def _publish(entity: str, update: EraUpdate, config: PipelineConfig) -> None:
         path=reports_folder(config) / f"eras-{entity_slug(entity)}.png",
         units={name: catalogue.get(name).unit for name in update.values.columns},
     )
-    table = ["| level | eras | median length | mean coverage | method |", "|---|---|---|---|---|"]
+    table = [
+        "| level | eras | gap eras | median length | mean coverage | method |",
+        "|---|---|---|---|---|---|",
+    ]
     for level, part in eras.groupby("level"):
-        median = (part["end"] - part["start"]).median()
+        data = part[part["kind"] != "gap"]
+        median = (data["end"] - data["start"]).median()
         table.append(
-            f"| {level} | {len(part)} | {median} | {part['coverage'].mean():.1%} | "
-            f"{part['method'].iloc[0]} |"
+            f"| {level} | {len(data)} | {len(part) - len(data)} | {median} | "
+            f"{data['coverage'].mean():.1%} | {data['method'].iloc[0] if len(data) else '-'} |"
         )
     create_markdown_artifact(
         key="eras-" + re.sub(r"[^a-z0-9-]", "-", entity.lower()),

@@ -144,6 +144,12 @@ class EraConfig:
         size makes every flat stretch an era.
     level_a, level_b, level_c : LevelConfig
         Penalty and minimum length per level (coarsest first).
+    gap_min_duration : str or Timedelta, optional
+        Shortest stretch of mostly unmeasured era signals that is an era of its own
+        (``kind = "gap"``, see :mod:`eraflow.eras.gaps`); ``None`` turns gap eras off.
+    gap_max_coverage : float
+        "Mostly unmeasured": detection blocks whose share of measured (not filled) signal
+        values is below this, in [0, 1].
     bocpd : BocpdSettings
         Used when ``method="bocpd"``.
     """
@@ -158,6 +164,8 @@ class EraConfig:
     level_b: LevelConfig = field(default_factory=_default_b)
     level_c: LevelConfig = field(default_factory=_default_c)
     bocpd: BocpdSettings = field(default_factory=BocpdSettings)
+    gap_min_duration: str | pd.Timedelta | None = "6h"
+    gap_max_coverage: float = 0.2
 
     def __post_init__(self) -> None:
         if self.signals is not None:
@@ -178,6 +186,10 @@ class EraConfig:
             _timedelta(self.detect_step, "detect_step")
         if not (math.isfinite(self.variance_floor) and self.variance_floor > 0):
             raise ConfigError(f"variance_floor must be finite and > 0, got {self.variance_floor}")
+        if self.gap_min_duration is not None:
+            _timedelta(self.gap_min_duration, "gap_min_duration")
+        if not 0.0 <= self.gap_max_coverage <= 1.0:
+            raise ConfigError(f"gap_max_coverage must be in [0, 1], got {self.gap_max_coverage}")
         for name in ("level_a", "level_b", "level_c"):
             if not isinstance(getattr(self, name), LevelConfig):
                 raise ConfigError(f"{name} must be a LevelConfig")

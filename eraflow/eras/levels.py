@@ -36,6 +36,7 @@ __all__ = [
     "default_signals",
     "detect_eras",
     "grid_step",
+    "select_signals",
     "standardise",
 ]
 
@@ -143,9 +144,10 @@ def _note(message: str, notes: list[str] | None) -> None:
         warnings.warn(message, EraWarning, stacklevel=4)
 
 
-def _select_signals(
+def select_signals(
     values: pd.DataFrame, config: EraConfig, notes: list[str] | None = None
 ) -> list[str]:
+    """The columns detection uses: the named signals, or the defaults present with data."""
     explicit = config.signals is not None
     if explicit:
         assert config.signals is not None
@@ -333,7 +335,7 @@ def detect_eras(
         raise DataError("values.index must be tz-aware (UTC); localise it first")
     index = values.index.tz_convert("UTC")
     step = grid_step(index)
-    names = _select_signals(values, config, notes)
+    names = select_signals(values, config, notes)
     x = _detection_matrix(values, names, config.scaling)
     n = x.shape[0]
     cost_kwargs: dict[str, float] = (

@@ -59,7 +59,9 @@ def plot_eras(
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.artist import Artist
     from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
 
     if signals is None:
         recorded = eras["signals"].iloc[0] if len(eras) else ""
@@ -82,6 +84,10 @@ def plot_eras(
             f"{name}\n[{unit}]" if unit else name, rotation=0, ha="right", va="center", fontsize=8
         )
         ax.tick_params(labelsize=7)
+        if "kind" in eras.columns:  # gap eras: shaded, no data to describe
+            gaps = eras[(eras["kind"] == "gap") & (eras["level"] == "A")]
+            for start, end in zip(gaps["start"], gaps["end"], strict=True):
+                ax.axvspan(start, end, color="#bdbdbd", alpha=0.45, lw=0, zorder=1)
         for lv in levels:
             colour, width, alpha = LEVEL_STYLE[lv]
             of_level = eras.loc[eras["level"] == lv, "start"]
@@ -108,10 +114,12 @@ def plot_eras(
     head = title or (f"{entity}: eras A={counts['A']}, B={counts['B']}, C={counts['C']} ({span})")
     axes[-1, 0].set_xlabel("time (UTC)", fontsize=8)
     fig.suptitle(head, fontsize=10)
-    handles = [
+    handles: list[Artist] = [
         Line2D([0], [0], color=LEVEL_STYLE[lv][0], lw=LEVEL_STYLE[lv][1], label=f"level {lv}")
         for lv in ("A", "B", "C")
     ]
+    if "kind" in eras.columns and (eras["kind"] == "gap").any():
+        handles.append(Patch(color="#bdbdbd", alpha=0.45, label="gap (no data)"))
     axes[0, 0].legend(handles=handles, loc="upper right", fontsize=7, ncol=3, framealpha=0.8)
     fig.tight_layout()
     out = Path(path)

@@ -267,3 +267,22 @@ def test_min_durations_follow_the_grid_step(greenhouse: pd.DataFrame) -> None:
     assert sizes["A"] >= 7 * 144 or (table["level"] == "A").sum() == 1
     last = table[table["level"] == "C"]["end"].iloc[-1]
     assert last == coarse.index[-1] + pd.Timedelta("10min")
+
+
+def test_grid_resolution_level_c_equals_ruptures_pelt() -> None:
+    """detect_step=None: level C is exact PELT over every grid row, as ruptures finds it."""
+    import math
+
+    import ruptures as rpt
+
+    signals = ["air_temp_c", "rh_percent", "pipe_temp_1_c"]
+    values = _greenhouse(days=6).interpolate(method="time")
+    config = EraConfig(signals=tuple(signals), model="l2", scaling="zscore", detect_step=None)
+    eras = detect_eras(values, entity="g", config=config)
+    x = values[signals].to_numpy()
+    z = (x - x.mean(axis=0)) / x.std(axis=0)
+    pen = config.level_c.penalty_scale * len(signals) * math.log(len(z))
+    expected = rpt.Pelt(model="l2", min_size=36, jump=1).fit(z).predict(pen=pen)
+    level_c = eras[eras["level"] == "C"]
+    assert (level_c["rows"].cumsum()).tolist() == expected
+    assert len(expected) > 3

@@ -115,7 +115,8 @@ def simulated_store(tmp_path: Path, days: int, seed: int = 7) -> ParquetStore:
 def test_unchanged_eras_keep_their_features_and_changed_ones_lose_them(tmp_path: Path) -> None:
     store = simulated_store(tmp_path, 14)
     first = update_entity_eras(store, "sim_a", config=EraConfig(), step=STEP, stages=STAGES)
-    assert len(first.todo) == len(first.eras) and first.kept == 0
+    data = first.eras[first.eras["kind"] == "data"]
+    assert len(first.todo) == len(data) < len(first.eras) and first.kept == 0  # gaps: none due
     # every era gets a (fake) feature row and a ledger row
     for level, part in first.eras.groupby("level"):
         rows = pd.DataFrame(
@@ -149,7 +150,7 @@ def test_unchanged_eras_keep_their_features_and_changed_ones_lose_them(tmp_path:
         step=STEP,
         stages={"engine": {"A": "h2", "B": "h2", "C": "h2"}},
     )
-    assert len(other.todo) == len(first.eras)
+    assert len(other.todo) == len(data)
 
     # change one stretch of data in the middle: eras there change, the first ones do not
     mid = T0 + pd.Timedelta(days=7)
@@ -216,7 +217,12 @@ def test_fingerprints_follow_data_and_bounds() -> None:
 
 def test_stale_eras_compares_fingerprint_and_settings() -> None:
     eras = pd.DataFrame(
-        {"level": ["A", "B", "B"], "era_id": [1, 1, 2], "fingerprint": ["f1", "f2", "f3"]}
+        {
+            "level": ["A", "B", "B", "C"],
+            "era_id": [1, 1, 2, 1],
+            "fingerprint": ["f1", "f2", "f3", "f4"],
+            "kind": ["data", "data", "data", "gap"],  # a gap era has no features to compute
+        }
     )
     ledger = pd.DataFrame(
         {
@@ -227,7 +233,8 @@ def test_stale_eras_compares_fingerprint_and_settings() -> None:
             "config_hash": ["h", "h", "other"],
         }
     )
-    todo = stale_eras(eras, ledger, {"engine": {"A": "h", "B": "h"}, "tsfresh": {"A": "t"}})
+    stages = {"engine": {"A": "h", "B": "h", "C": "h"}, "tsfresh": {"A": "t"}}
+    todo = stale_eras(eras, ledger, stages)
     assert todo.to_numpy().tolist() == [["A", 1, "tsfresh"], ["B", 1, "engine"], ["B", 2, "engine"]]
 
 

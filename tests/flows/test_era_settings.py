@@ -25,6 +25,27 @@ def test_a_level_given_in_part_keeps_the_detector_defaults() -> None:
     assert detector.level_a == defaults.level_a and detector.level_b == defaults.level_b
 
 
+def test_the_detection_step_reaches_the_detector() -> None:
+    assert era_config(PipelineConfig.build()).detect_step == "1h"
+    assert era_config(PipelineConfig.build(era_detect_step=None)).detect_step is None
+    assert era_config(PipelineConfig.build(era_detect_step="30min")).detect_step == "30min"
+    with pytest.raises(ConfigError, match="'often' is not a time span"):
+        PipelineConfig.build(era_detect_step="often")
+
+
+def test_gap_settings_reach_the_detector() -> None:
+    default = era_config(PipelineConfig.build())
+    assert (default.gap_min_duration, default.gap_max_coverage) == ("6h", 0.2)
+    off = era_config(PipelineConfig.build(era_gaps={"min_duration": None}))
+    assert off.gap_min_duration is None
+    wider = era_config(PipelineConfig.build(era_gaps={"max_coverage": 0.5}))
+    assert (wider.gap_min_duration, wider.gap_max_coverage) == ("6h", 0.5)
+    with pytest.raises(ConfigError, match=r"era_gaps\.max_coverage"):
+        PipelineConfig.build(era_gaps={"max_coverage": 1.5})
+    with pytest.raises(ConfigError, match="'a while' is not a time span"):
+        PipelineConfig.build(era_gaps={"min_duration": "a while"})
+
+
 @pytest.mark.parametrize(
     ("given", "named"),
     [

@@ -72,11 +72,12 @@ def test_simulator_run_stores_every_table_idempotently(tmp_path: Path) -> None:
         # Era ids are minutes since the epoch of the start: stable across runs and chunks.
         minutes = (part["start"] - pd.Timestamp(0, tz="UTC")) // pd.Timedelta("1min")
         assert (part["era_id"] == minutes).all()
-    keys_of_eras = set(eras[["entity", "level", "era_id"]].itertuples(index=False, name=None))
+    data = eras[eras["kind"] == "data"]
+    keys_of_eras = set(data[["entity", "level", "era_id"]].itertuples(index=False, name=None))
     keys_of_features = set(
         features[["entity", "level", "era_id"]].itertuples(index=False, name=None)
     )
-    assert keys_of_features == keys_of_eras  # every era has features, none is orphaned
+    assert keys_of_features == keys_of_eras  # every data era has features, none is orphaned
     assert not features.duplicated(["entity", "level", "era_id", "sensor", "feature"]).any()
     assert summary["feature_rows"] == len(features)
     # the engine computes tsfresh's efficient catalogue at every level; tsfresh itself is off
@@ -100,7 +101,7 @@ def test_simulator_run_stores_every_table_idempotently(tmp_path: Path) -> None:
         assert chosen.loc[~chosen["kept"], "reason"].str.len().gt(0).all()
         with ParquetStore(store) as opened:
             wide = read_feature_matrix(opened, "sim_a+sim_b", level)
-        assert len(wide) == (eras["level"] == level).sum()  # one row per era
+        assert len(wide) == (data["level"] == level).sum()  # one row per data era
         kept = chosen.loc[chosen["kept"]].sort_values("position")["feature"].tolist()
         assert wide.columns.tolist() == ["start", "end", *kept]
         # a value read back equals the long table's, by key
