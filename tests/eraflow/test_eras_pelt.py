@@ -51,6 +51,23 @@ CASES = [
 ]
 
 
+@pytest.mark.parametrize(
+    ("kind", "pen", "seed"), [("pw1", 10.0, 0), ("pw3", 30.0, 2), ("mv2", 15.0, 8)]
+)
+def test_l2_pelt_equals_skchange(kind: str, pen: float, seed: int) -> None:
+    """A second, independent PELT (skchange's numba one), exact (min size 1): same changes."""
+    import pandas as pd
+    from skchange.detectors import PELT
+    from skchange.interval_scorers import L2Cost
+
+    x = _signal(kind, seed)
+    frame = pd.DataFrame(x.reshape(len(x), -1))
+    detector = PELT(cost=L2Cost(), penalty=pen, min_segment_length=1)
+    expected = [int(v) for v in np.asarray(detector.fit(frame).predict(frame)).ravel()]
+    got = pelt(x, model="l2", pen=pen, min_size=1)
+    assert got[:-1] == expected and len(expected) > 0
+
+
 @pytest.mark.parametrize(("kind", "model", "pen", "min_size", "seed"), CASES)
 def test_pelt_equals_ruptures(kind: str, model: str, pen: float, min_size: int, seed: int) -> None:
     x = _signal(kind, seed)
