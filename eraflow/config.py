@@ -291,6 +291,11 @@ class PipelineConfig(BaseModel):
         description="Most grid rows per era batch (an era longer than "
         "this is a batch alone): bounds a batch's memory.",
     )
+    segment: bool = Field(
+        default=True,
+        description="Re-segment each entity's eras after writing the grid (a backfill's "
+        "chunks leave it to the backfill, which segments the whole history once, at its end).",
+    )
     features: bool = Field(
         default=True,
         description="Compute the features of the eras that are due (a backfill's chunks "

@@ -89,16 +89,18 @@ def backfill(
 ) -> dict[str, Any]:
     """Run the pipeline over [start, end) in chunks, then features and selection once.
 
-    Chunks write the grid and re-segment the eras, but compute no features and select nothing
-    (``features=False, select=False``): each chunk moves the last eras, so features computed
-    per chunk would be thrown away by the next, and selection would redo the whole scope each
-    time. At the end, the features of every era the ledger lacks are computed once and the
-    scope selected once. Returns the child flow run ids, the entities and the selection.
+    Chunks only write the grid (``segment=False, features=False, select=False``): each chunk
+    would move the last eras, so eras, features and selection made per chunk would be redone
+    by the next. At the end the backfill segments each entity's whole history once (so it ends
+    with the eras of one run over the range), computes the features of every era the ledger
+    lacks once, and selects the scope once. Returns the child flow run ids, the entities and
+    the selection.
     """
     logger = get_run_logger()
     chunks = split_range(start, end, chunk)
     wanted = dict(parameters or {})
     params = wanted | {
+        "segment": False,
         "select": False,
         "features": False,
         "report": False,
@@ -118,8 +120,10 @@ def backfill(
     settings = _deployment_parameters(deployment) | wanted
     config = PipelineConfig.build(**_config_fields(settings | {"start": start, "end": end}))
     entities = backfill_entities(config, start, end)
-    from flows.pipeline import compute_features, select_scope_levels
+    from flows.pipeline import compute_features, segment_entities, select_scope_levels
 
+    if entities and config.segment:
+        segment_entities(entities, config, to_utc(start))
     run_id = str(flow_run.get_id() or "local")
     due = {e: due_batches(e, config) for e in entities}
     batches = [b for found, _ in due.values() for b in found]

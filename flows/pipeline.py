@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from prefect import flow, get_run_logger, task, unmapped
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
@@ -144,6 +145,14 @@ def _stored_rows(config: PipelineConfig, plan: Plan, run_id: str) -> dict[str, i
     return totals
 
 
+def segment_entities(
+    entities: list[str], config: PipelineConfig, start: pd.Timestamp | None
+) -> list[EraBatch]:
+    """Re-segment each entity's stored history; the era batches whose features are due."""
+    era_futures = detect_entity_eras.map(entities, unmapped(config), unmapped(start))
+    return [b for found in _results(era_futures, "eras") for b in found]
+
+
 def compute_features(
     batches: list[EraBatch], sensors: dict[str, list[str]], config: PipelineConfig, run_id: str
 ) -> tuple[Plan, dict[str, int]]:
@@ -228,8 +237,7 @@ def run_pipeline(config: PipelineConfig) -> dict[str, Any]:
     entity_names = [w.entity for w in writes]
     clock.lap("gap-fill + store")
 
-    era_futures = detect_entity_eras.map(entity_names, unmapped(config), unmapped(start_utc))
-    batches = [b for found in _results(era_futures, "eras") for b in found]
+    batches = segment_entities(entity_names, config, start_utc) if config.segment else []
     clock.lap("eras")
     run_id = str(flow_run.get_id() or "local")
     live = {w.entity: list(w.sensors) for w in writes}

@@ -68,7 +68,7 @@ def plot_penalty_path(path_table: pd.DataFrame, *, title: str, path: str | Path)
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from eraflow.eras.plot import LEVEL_STYLE
+    from eraflow.eras.plot import LEVEL_STYLE, save_figure
 
     fig, ax = plt.subplots(figsize=(7, 4))
     for level, part in path_table.groupby("level", sort=True):
@@ -91,9 +91,4 @@ def plot_penalty_path(path_table: pd.DataFrame, *, title: str, path: str | Path)
     ax.set_title(title + " (circled: the configured penalty)", fontsize=9)
     ax.legend(title="level", fontsize=8)
     ax.grid(True, which="both", alpha=0.3)
-    fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
-    return out
+    return save_figure(fig, path, dpi=100)

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
 from eraflow.eras.exceptions import UnknownSignalError
 
-__all__ = ["LEVEL_STYLE", "plot_eras"]
+__all__ = ["LEVEL_STYLE", "plot_eras", "save_figure"]
 
 #: Line style per level (colour, width, alpha): coarse boundaries thick and dark, fine ones
 #: thin and light.
@@ -121,9 +125,16 @@ def plot_eras(
     if "kind" in eras.columns and (eras["kind"] == "gap").any():
         handles.append(Patch(color="#bdbdbd", alpha=0.45, label="gap (no data)"))
     axes[0, 0].legend(handles=handles, loc="upper right", fontsize=7, ncol=3, framealpha=0.8)
+    return save_figure(fig, path, dpi=110)
+
+
+def save_figure(fig: Figure, path: str | Path, *, dpi: int) -> Path:
+    """Lay out, write as PNG (parent folders created) and close ``fig``; returns the path."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     out = Path(path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
+    fig.savefig(out, dpi=dpi)
     plt.close(fig)
     return out
