@@ -86,8 +86,13 @@ def _publish_penalty_path(entity: str, values: pd.DataFrame, config: PipelineCon
     scales = path.pivot_table(index="factor", columns="level", values="penalty_scale")
     table = ["| factor | " + " | ".join(f"{lv} (scale: eras)" for lv in wide.columns) + " |"]
     table.append("|---" * (len(wide.columns) + 1) + "|")
+    elbows = set(path.loc[path["elbow"], ["factor", "level"]].itertuples(index=False, name=None))
     for factor, counts in wide.iterrows():
-        cells = [f"{scales.at[factor, lv]:.4g}: {counts[lv]}" for lv in wide.columns]
+        cells = [
+            f"{scales.at[factor, lv]:.4g}: {counts[lv]}"
+            + (" (elbow)" if (factor, lv) in elbows else "")
+            for lv in wide.columns
+        ]
         mark = " (set)" if factor == 1.0 else ""
         table.append(f"| {factor:g}x{mark} | " + " | ".join(cells) + " |")
     create_markdown_artifact(

@@ -10,7 +10,7 @@ import pandas as pd
 import ruptures as rpt
 
 from eraflow.eras import EraConfig, detect_eras
-from eraflow.eras.penalty_path import FACTORS, penalty_path, plot_penalty_path
+from eraflow.eras.penalty_path import FACTORS, elbow, penalty_path, plot_penalty_path
 from tests.eraflow.test_eras_levels import _greenhouse
 
 SIGNALS = ("air_temp_c", "rh_percent", "pipe_temp_1_c")
@@ -58,3 +58,25 @@ def test_bocpd_has_no_level_c_path_and_the_plot_is_written(tmp_path: Path) -> No
     assert set(path["level"]) == {"A", "B"}
     png = plot_penalty_path(path, title="p", path=tmp_path / "path.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_elbow_is_where_the_plateau_starts() -> None:
+    # log10 eras 3, 2.996, 2.991, 2, 1, 0.954, 0.903 at factors 2^k: the chord from the first
+    # to the last point lies furthest above the curve at the fifth point (by hand: at x = 4/6
+    # the chord is at 0.333 of the y range, the point at 0.047), where the drop flattens.
+    scales = 0.5 * 2.0 ** np.arange(7)
+    eras = np.array([1000, 990, 980, 100, 10, 9, 8])
+    assert elbow(scales, eras) == 4
+    assert elbow(scales, np.full(7, 12)) is None  # a flat path has no elbow
+    # a count that falls ever faster (concave on log-log) reaches no plateau: no elbow
+    assert elbow(scales, np.array([50, 40, 30, 20, 10, 5, 1])) is None
+
+
+def test_the_path_marks_one_elbow_per_level_that_has_one() -> None:
+    path = penalty_path(_values(), entity="p", config=EraConfig(signals=SIGNALS))
+    for _, part in path.groupby("level"):
+        assert part["elbow"].sum() <= 1
+        if part["eras"].nunique() > 1 and part["elbow"].any():
+            at = part.index.get_loc(part.index[part["elbow"]][0])
+            expected = elbow(part["penalty_scale"].to_numpy(), part["eras"].to_numpy())
+            assert at == expected
