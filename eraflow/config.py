@@ -13,11 +13,12 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
 
-from eraflow.eras.config import EraConfig, LevelConfig
+from eraflow.eras.config import EraConfig, LevelConfig, time_span
 from eraflow.errors import ConfigError, validation_message
 from eraflow.grid import grid_step
 
@@ -55,13 +56,9 @@ class SimulatorSettings(BaseModel):
     )
 
 
-def _positive_span(value: str) -> str:
-    try:
-        span = pd.Timedelta(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{value!r} is not a time span such as '3h' or '7D'") from None
-    if pd.isna(span) or span <= pd.Timedelta(0):
-        raise ValueError(f"{value!r} must be a positive time span such as '3h'")
+def _positive_span(value: str, info: ValidationInfo) -> str:
+    """The era detector's own check (ConfigError is a ValueError: pydantic reports it)."""
+    time_span(value, info.field_name or "value")
     return value
 
 

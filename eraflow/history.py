@@ -32,7 +32,7 @@ import pandas as pd
 
 from eraflow.batches import assign_stable_era_ids
 from eraflow.eras import EraConfig
-from eraflow.eras.gaps import GAP_METHOD, detect_eras_with_gaps
+from eraflow.eras.gaps import GAP_METHOD, detect_eras_with_gaps, measured
 from eraflow.eras.regimes import regime_labels
 from eraflow.errors import DataError
 from eraflow.store.base import Key, Range, ResultStore
@@ -109,8 +109,8 @@ def era_coverage(values: pd.DataFrame, fill_mask: pd.DataFrame, eras: pd.DataFra
         total = 0.0
         for name in names:
             if name not in cumulative:
-                measured = values[name].notna().to_numpy() & ~fill_mask[name].to_numpy(bool)
-                cumulative[name] = np.concatenate([[0], np.cumsum(measured)])
+                seen = measured(values, fill_mask, [name])[:, 0]
+                cumulative[name] = np.concatenate([[0], np.cumsum(seen)])
             total += cumulative[name][b] - cumulative[name][a]
         out[i] = total / (len(names) * (b - a))
     return out

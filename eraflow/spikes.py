@@ -6,8 +6,8 @@ and further than ``spike_min_delta`` in the sensor's unit (the floor keeps flat,
 stretches, whose MAD is 0, from flagging every small step). A clean step change is not a
 spike: past its middle the window's median follows it. The check runs over runs of equal
 readings (:func:`run_spikes`), so a probe stuck at 0.0 for an hour is one spike, not a
-plateau. Spikes are dropped before gap-fill,
-which then fills them like any short gap, and counted per sensor in the aggregation report.
+plateau. Spikes are dropped before gap-fill, which then fills them like any short gap, and
+counted per sensor in the aggregation report.
 """
 
 from __future__ import annotations

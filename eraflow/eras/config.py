@@ -10,7 +10,16 @@ import pandas as pd
 
 from eraflow.errors import ConfigError
 
-__all__ = ["LEVELS", "BocpdSettings", "EraConfig", "LevelConfig", "Method", "Model", "Scaling"]
+__all__ = [
+    "LEVELS",
+    "BocpdSettings",
+    "EraConfig",
+    "LevelConfig",
+    "Method",
+    "Model",
+    "Scaling",
+    "time_span",
+]
 
 Model = Literal["normal", "l2"]
 Method = Literal["pelt", "bocpd"]
@@ -20,7 +29,8 @@ Scaling = Literal["robust", "zscore"]
 LEVELS: tuple[str, str, str] = ("A", "B", "C")
 
 
-def _timedelta(value: str | pd.Timedelta, name: str) -> pd.Timedelta:
+def time_span(value: str | pd.Timedelta, name: str) -> pd.Timedelta:
+    """A positive time span, or a ConfigError naming ``name`` and an example."""
     try:
         td = pd.Timedelta(value)
     except (TypeError, ValueError) as exc:
@@ -61,13 +71,13 @@ class LevelConfig:
             raise ConfigError(f"pen must be finite and >= 0, got {self.pen}")
         if self.min_size is not None and self.min_size < 1:
             raise ConfigError(f"min_size must be >= 1 row, got {self.min_size}")
-        _timedelta(self.min_duration, "min_duration")
+        time_span(self.min_duration, "min_duration")
 
     def min_rows(self, step: pd.Timedelta) -> int:
         """Return the minimum era length in grid rows for a grid ``step``."""
         if self.min_size is not None:
             return int(self.min_size)
-        td = _timedelta(self.min_duration, "min_duration")
+        td = time_span(self.min_duration, "min_duration")
         return max(1, math.ceil(td / step))
 
 
@@ -94,7 +104,7 @@ class BocpdSettings:
 
     def __post_init__(self) -> None:
         for name in ("expected_run", "max_run", "lag"):
-            _timedelta(getattr(self, name), name)
+            time_span(getattr(self, name), name)
         if not 0.0 < self.threshold < 1.0:
             raise ConfigError(f"threshold must be in (0, 1), got {self.threshold}")
 
@@ -183,11 +193,11 @@ class EraConfig:
         if self.scaling not in ("robust", "zscore"):
             raise ConfigError(f"scaling must be 'robust' or 'zscore', got {self.scaling!r}")
         if self.detect_step is not None:
-            _timedelta(self.detect_step, "detect_step")
+            time_span(self.detect_step, "detect_step")
         if not (math.isfinite(self.variance_floor) and self.variance_floor > 0):
             raise ConfigError(f"variance_floor must be finite and > 0, got {self.variance_floor}")
         if self.gap_min_duration is not None:
-            _timedelta(self.gap_min_duration, "gap_min_duration")
+            time_span(self.gap_min_duration, "gap_min_duration")
         if not 0.0 <= self.gap_max_coverage <= 1.0:
             raise ConfigError(f"gap_max_coverage must be in [0, 1], got {self.gap_max_coverage}")
         for name in ("level_a", "level_b", "level_c"):

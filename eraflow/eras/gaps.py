@@ -75,9 +75,18 @@ def gap_stretches(
     return out
 
 
-def _gap_table(
-    entity: str, index: pd.DatetimeIndex, step: pd.Timedelta, a: int, b: int, signals: str
+def _one_era_table(
+    entity: str,
+    index: pd.DatetimeIndex,
+    step: pd.Timedelta,
+    a: int,
+    b: int,
+    signals: str,
+    *,
+    kind: str = GAP_METHOD,
+    method: str = GAP_METHOD,
 ) -> pd.DataFrame:
+    """Rows ``[a, b)`` as one era at every level."""
     end = index[b] if b < len(index) else index[-1] + step
     return pd.DataFrame(
         {
@@ -87,10 +96,10 @@ def _gap_table(
             "start": index[a],
             "end": end,
             "rows": b - a,
-            "method": GAP_METHOD,
+            "method": method,
             "signals": signals,
             "score": np.nan,
-            "kind": GAP_METHOD,
+            "kind": kind,
         }
     )
 
@@ -111,9 +120,9 @@ def detect_eras_with_gaps(
     """
     index = values.index.tz_convert("UTC")
     signals = select_signals(values, config, notes)
+    step = grid_step(index)
     gaps: list[tuple[int, int]] = []
     if config.gap_min_duration is not None:
-        step = grid_step(index)
         block = max(1, round(pd.Timedelta(config.detect_step or step) / step))
         gaps = gap_stretches(
             measured(values, fill_mask, signals),
@@ -123,7 +132,6 @@ def detect_eras_with_gaps(
         )
     if not gaps:
         return detect_eras(values, entity=entity, config=config, notes=notes).assign(kind="data")
-    step = grid_step(index)
     joined = ",".join(signals)
     parts: list[pd.DataFrame] = []
     cuts = [0, *(x for gap in gaps for x in gap), len(values)]
@@ -131,14 +139,15 @@ def detect_eras_with_gaps(
         if b <= a:
             continue
         if i % 2:  # odd pieces are the gaps
-            parts.append(_gap_table(entity, index, step, a, b, joined))
+            parts.append(_one_era_table(entity, index, step, a, b, joined))
             continue
         piece = values.iloc[a:b]
         piece.index = pd.DatetimeIndex(piece.index, freq=step)  # a one-row piece keeps its step
         present = [s for s in signals if piece[s].notna().any()]
         if not present:  # a short all-missing stretch between gaps: one era, nothing to cut
-            parts.append(_gap_table(entity, index, step, a, b, joined).assign(method="none"))
-            parts[-1]["kind"] = "data"
+            parts.append(
+                _one_era_table(entity, index, step, a, b, joined, kind="data", method="none")
+            )
             continue
         part_config = dataclasses.replace(config, signals=tuple(present))
         eras = detect_eras(piece, entity=entity, config=part_config, notes=notes)

@@ -116,21 +116,23 @@ def grid_step(index: pd.DatetimeIndex) -> pd.Timedelta:
 
 
 def standardise(x: NDArray[np.float64], *, scaling: Scaling) -> NDArray[np.float64]:
-    """Centre and scale each column of a finite ``(n, d)`` array.
+    """Centre and scale each column of an ``(n, d)`` array; NaN are left out and kept.
 
     ``robust``: ``(x - median) / (IQR / 1.349)`` (the IQR of a normal law is 1.349 sigma);
     columns with IQR 0 (binary or mostly flat) fall back to the standard deviation. ``zscore``:
-    ``(x - mean) / std``. A constant column (scale 0) becomes all zeros, never NaN.
+    ``(x - mean) / std``. A constant column (scale 0) becomes all zeros, never NaN; an all-NaN
+    column stays NaN.
     """
-    if scaling == "robust":
-        centre = np.median(x, axis=0)
-        q75, q25 = np.percentile(x, [75.0, 25.0], axis=0)
-        scale = (q75 - q25) / 1.349
-        std = x.std(axis=0)
-        scale = np.where(scale > 0, scale, std)
-    else:
-        centre = x.mean(axis=0)
-        scale = x.std(axis=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
+        if scaling == "robust":
+            centre = np.nanmedian(x, axis=0)
+            q75, q25 = np.nanpercentile(x, [75.0, 25.0], axis=0)
+            scale = (q75 - q25) / 1.349
+            scale = np.where(scale > 0, scale, np.nanstd(x, axis=0))
+        else:
+            centre = np.nanmean(x, axis=0)
+            scale = np.nanstd(x, axis=0)
     scale = np.where(scale > 0, scale, 1.0)
     out: NDArray[np.float64] = (x - centre) / scale
     return out

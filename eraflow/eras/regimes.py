@@ -16,24 +16,13 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from eraflow.eras.levels import standardise
+
 __all__ = ["era_summaries", "label_regimes", "regime_labels"]
 
 #: The most regimes a level may have (BIC chooses up to this).
 MAX_REGIMES = 8
 _SEED = 0
-
-
-def _robust_z(x: NDArray[np.float64]) -> NDArray[np.float64]:
-    """``(x - median) / (IQR / 1.349)`` per column, NaN kept; std, then 1 when the IQR is 0."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns
-        centre = np.nanmedian(x, axis=0)
-        q75, q25 = np.nanpercentile(x, [75.0, 25.0], axis=0)
-        scale = (q75 - q25) / 1.349
-        scale = np.where(scale > 0, scale, np.nanstd(x, axis=0))
-    scale = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
-    out: NDArray[np.float64] = (x - centre) / scale
-    return out
 
 
 def era_summaries(
@@ -44,7 +33,7 @@ def era_summaries(
     Missing values are left out; a signal with no value in an era takes the column's mean
     over the other eras (0 when it has none anywhere).
     """
-    z = _robust_z(values[signals].to_numpy(dtype=np.float64))
+    z = standardise(values[signals].to_numpy(dtype=np.float64), scaling="robust")
     present = np.isfinite(z)
     zero = np.where(present, z, 0.0)
     cum = [

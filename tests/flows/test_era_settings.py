@@ -101,3 +101,20 @@ def test_a_penalty_set_in_the_config_changes_the_eras(tmp_path: Path) -> None:
         again.drop(columns=["run_id"], errors="ignore"),
         coarse.drop(columns=["run_id"], errors="ignore"),
     )
+
+
+def test_a_run_without_segmenting_writes_the_grid_and_no_eras(tmp_path: Path) -> None:
+    """What a backfill's chunks do: the grid only; the backfill segments once, at its end."""
+    store = tmp_path / "chunk"
+    state = feature_pipeline(
+        store=str(store),
+        simulator=SimulatorSettings(days=2, entities=["seg"], seed=4),
+        segment=False,
+        select=False,
+        report=False,
+        return_state=True,
+    )
+    assert state.is_completed(), state.message
+    assert len(pd.read_parquet(store / "grid")) > 0
+    assert not (store / "eras").exists() or pd.read_parquet(store / "eras").empty
+    assert state.result()["feature_rows"] == 0

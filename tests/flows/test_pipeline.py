@@ -58,6 +58,7 @@ def test_simulator_run_stores_every_table_idempotently(tmp_path: Path) -> None:
     assert {
         "ingest-report",
         "grid-coverage",
+        "data-quality",
         "pipeline-summary",
         "eras-sim-a",
         "eras-sim-b",
