@@ -19,6 +19,7 @@ from pydantic import (
 )
 
 from eraflow.eras.config import EraConfig, LevelConfig, time_span
+from eraflow.eras.penalty_path import PenaltyRule
 from eraflow.errors import ConfigError, validation_message
 from eraflow.grid import grid_step
 
@@ -249,11 +250,18 @@ class PipelineConfig(BaseModel):
         description="Stretches where the era signals are mostly missing become eras of their "
         "own (kind 'gap'): no boundary inside, never merged with data, no features.",
     )
+    era_penalty_rule: PenaltyRule = Field(
+        default="set",
+        description="Which penalty each level is segmented with: 'set' (era_levels), or "
+        "'elbow': per entity, the point of its penalty path (0.125x to 8x the set one) where "
+        "raising the penalty stops removing many eras; stored in table era_penalties. Costs "
+        "about 20 segmentations per entity.",
+    )
     era_penalty_path: bool = Field(
         default=False,
         description="Also publish, per entity, the eras of each level against its penalty "
-        "(0.125x to 8x the set one): a picture to choose penalties by; costs about 20 "
-        "segmentations.",
+        "(0.125x to 8x the set one) with the elbow and the applied penalty marked: a picture "
+        "to choose penalties by; costs about 20 segmentations.",
     )
     era_horizon: str | None = Field(
         default=None,

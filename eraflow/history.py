@@ -19,6 +19,10 @@ data is added or replaced, since the optimal segmentation is global; in practice
 near the change move, and the others keep their features. With a horizon ``H``, eras that
 start before the last stored level-A boundary at or before ``start - H`` are frozen (their
 regime labels too: labels are fitted over the eras segmented, see :mod:`eraflow.eras.regimes`).
+
+Penalties: under rule ``"elbow"`` each level's penalty is chosen afresh from the penalty path
+of the data segmented (:mod:`eraflow.eras.penalty_path`), so appending data can move it; the
+applied penalty of every level is stored per entity (table ``era_penalties``).
 """
 
 from __future__ import annotations
@@ -31,13 +35,19 @@ import numpy as np
 import pandas as pd
 
 from eraflow.batches import assign_stable_era_ids
-from eraflow.eras import EraConfig
+from eraflow.eras import LEVELS, EraConfig
 from eraflow.eras.gaps import GAP_METHOD, detect_eras_with_gaps, measured
+from eraflow.eras.penalty_path import (
+    PenaltyChoice,
+    PenaltyRule,
+    choose_penalties,
+    set_penalties,
+)
 from eraflow.eras.regimes import regime_labels
 from eraflow.errors import DataError
 from eraflow.store.base import Key, Range, ResultStore
 from eraflow.store.grid import read_entity_grid
-from eraflow.store.tables import ENGINE_STAGES, ERAS
+from eraflow.store.tables import ENGINE_STAGES, ERA_PENALTIES, ERAS
 
 ERA_KEY = ["level", "era_id"]
 
@@ -60,6 +70,8 @@ class EraUpdate:
         What era detection noted (signals skipped as all-missing or constant).
     window_start
         Eras starting at or after it were re-segmented (None: the whole history).
+    penalties
+        The penalties applied and, when drawn, the penalty path they were chosen from.
     """
 
     eras: pd.DataFrame
@@ -71,6 +83,7 @@ class EraUpdate:
     removed: int
     window_start: pd.Timestamp | None
     notes: list[str]
+    penalties: PenaltyChoice | None = None
 
 
 def era_fingerprints(
@@ -193,12 +206,57 @@ def drop_era_features(store: ResultStore, entity: str, eras: pd.DataFrame) -> No
             store.delete("features", Key(entity, {"level": level, "era_id": chunk}))
 
 
+def penalty_rows(
+    entity: str, choice: PenaltyChoice, eras: pd.DataFrame, rule: PenaltyRule
+) -> pd.DataFrame:
+    """The ``era_penalties`` rows of one segmentation: what each level was segmented with."""
+    path = choice.path
+    rows = []
+    for level in LEVELS:
+        settings = choice.config.level(level)
+        elbows = path.loc[(path["level"] == level) & path["elbow"], "factor"]
+        data = (eras["level"] == level) & (eras["kind"] != "gap")
+        rows.append(
+            {
+                "entity": entity,
+                "level": level,
+                "rule": rule,
+                "factor": choice.factors.get(level, np.nan),
+                "penalty_scale": settings.penalty_scale if settings.pen is None else np.nan,
+                "pen": np.nan if settings.pen is None else settings.pen,
+                "eras": int(data.sum()),
+                "elbow_factor": float(elbows.iloc[0]) if len(elbows) else np.nan,
+            }
+        )
+    return pd.DataFrame(rows, columns=ERA_PENALTIES.names)
+
+
 def due_eras(
     store: ResultStore, entity: str, stages: Mapping[str, Mapping[str, str]]
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The entity's stored eras, and ``(level, era_id, stage)`` of those the ledger lacks."""
     eras = store.read("eras", Key(entity))
     return eras, stale_eras(eras, store.read("feature_ledger", Key(entity)), stages)
+
+
+def _penalties(
+    values: pd.DataFrame,
+    fill_mask: pd.DataFrame,
+    entity: str,
+    config: EraConfig,
+    rule: PenaltyRule,
+    draw_path: bool,
+) -> PenaltyChoice:
+    if rule == "set" and not draw_path:
+        return set_penalties(config)
+    return choose_penalties(
+        # the path's own segmentations note the same skipped signals: not kept twice
+        lambda settings: detect_eras_with_gaps(
+            values, fill_mask, entity=entity, config=settings, notes=[]
+        ),
+        config,
+        rule=rule,
+    )
 
 
 def update_entity_eras(
@@ -210,6 +268,8 @@ def update_entity_eras(
     stages: Mapping[str, Mapping[str, str]],
     start: pd.Timestamp | None = None,
     horizon: pd.Timedelta | None = None,
+    penalty_rule: PenaltyRule = "set",
+    penalty_path: bool = False,
 ) -> EraUpdate:
     """Re-segment ``entity``'s stored history; store the eras; return what must be computed.
 
@@ -229,6 +289,12 @@ def update_entity_eras(
         The run's start (with ``horizon``: where the re-segmented window begins).
     horizon
         None: segment the whole stored history. Else see the module docstring.
+    penalty_rule
+        ``"set"``: each level's configured penalty; ``"elbow"``: the elbow of its penalty path
+        over the data segmented (:func:`eraflow.eras.penalty_path.choose_penalties`).
+    penalty_path
+        Draw the penalty path under rule ``"set"`` too (for the picture); about 21
+        segmentations.
     """
     with store.lock(entity):
         stored = store.read("eras", Key(entity))
@@ -239,8 +305,11 @@ def update_entity_eras(
         values = values[[c for c in values.columns if values[c].notna().any()]]
         fill_mask = fill_mask[values.columns]
         notes: list[str] = []
+        choice = _penalties(values, fill_mask, entity, config, penalty_rule, penalty_path)
         eras = assign_stable_era_ids(
-            detect_eras_with_gaps(values, fill_mask, entity=entity, config=config, notes=notes)
+            detect_eras_with_gaps(
+                values, fill_mask, entity=entity, config=choice.config, notes=notes
+            )
         )
         eras["fingerprint"] = era_fingerprints(values, fill_mask, eras)
         eras["coverage"] = era_coverage(values, fill_mask, eras)
@@ -251,6 +320,9 @@ def update_entity_eras(
         drop_era_features(store, entity, pd.concat([changed, gone], ignore_index=True))
         key = Key(entity) if window is None else Key(entity, {"start": Range(window, None)})
         store.replace("eras", eras, key)
+        store.replace(
+            "era_penalties", penalty_rows(entity, choice, eras, penalty_rule), Key(entity)
+        )
         frozen = stored.iloc[:0] if window is None else stored[stored["start"] < window]
         everything = (
             pd.concat([frozen[ERAS.names], eras], ignore_index=True) if len(frozen) else eras
@@ -267,4 +339,5 @@ def update_entity_eras(
         changed=len(changed),
         removed=len(gone),
         window_start=window,
+        penalties=choice,
     )

@@ -14,7 +14,7 @@ from eraflow.batches import EraBatch, batches_for_todo
 from eraflow.catalogue import load_catalogue
 from eraflow.config import PipelineConfig
 from eraflow.eras import EraConfig, plot_eras
-from eraflow.eras.penalty_path import penalty_path, plot_penalty_path
+from eraflow.eras.penalty_path import PenaltyChoice, plot_penalty_path
 from eraflow.feature_store import stage_hashes
 from eraflow.grid import grid_step
 from eraflow.history import EraUpdate, due_eras, update_entity_eras
@@ -48,6 +48,13 @@ def era_config(config: PipelineConfig) -> EraConfig:
     )
 
 
+def _penalty_text(applied: EraConfig | None, level: str) -> str:
+    if applied is None:
+        return "-"
+    settings = applied.level(level)
+    return f"pen {settings.pen:g}" if settings.pen is not None else f"{settings.penalty_scale:g}"
+
+
 def _publish(entity: str, update: EraUpdate, config: PipelineConfig) -> None:
     eras = update.eras
     catalogue = load_catalogue(config.catalogue)
@@ -58,15 +65,17 @@ def _publish(entity: str, update: EraUpdate, config: PipelineConfig) -> None:
         units={name: catalogue.get(name).unit for name in update.values.columns},
     )
     table = [
-        "| level | eras | gap eras | median length | mean coverage | method |",
-        "|---|---|---|---|---|---|",
+        "| level | eras | gap eras | median length | mean coverage | method | penalty_scale |",
+        "|---|---|---|---|---|---|---|",
     ]
+    applied = update.penalties.config if update.penalties is not None else None
     for level, part in eras.groupby("level"):
         data = part[part["kind"] != "gap"]
         median = (data["end"] - data["start"]).median()
         table.append(
             f"| {level} | {len(data)} | {len(part) - len(data)} | {median} | "
-            f"{data['coverage'].mean():.1%} | {data['method'].iloc[0] if len(data) else '-'} |"
+            f"{data['coverage'].mean():.1%} | {data['method'].iloc[0] if len(data) else '-'} | "
+            f"{_penalty_text(applied, str(level))} |"
         )
     create_markdown_artifact(
         key="eras-" + re.sub(r"[^a-z0-9-]", "-", entity.lower()),
@@ -75,22 +84,29 @@ def _publish(entity: str, update: EraUpdate, config: PipelineConfig) -> None:
     )
 
 
-def _publish_penalty_path(entity: str, values: pd.DataFrame, config: PipelineConfig) -> None:
-    path = penalty_path(values, entity=entity, config=era_config(config))
+def _publish_penalty_path(entity: str, choice: PenaltyChoice, config: PipelineConfig) -> None:
+    path = choice.path
     png = plot_penalty_path(
         path,
-        title=f"{entity}: eras against the penalty",
+        title=f"{entity}: eras against the penalty ({config.era_penalty_rule})",
         path=reports_folder(config) / f"penalty-path-{entity_slug(entity)}.png",
     )
     wide = path.pivot_table(index="factor", columns="level", values="eras", aggfunc="first")
     scales = path.pivot_table(index="factor", columns="level", values="penalty_scale")
     table = ["| factor | " + " | ".join(f"{lv} (scale: eras)" for lv in wide.columns) + " |"]
     table.append("|---" * (len(wide.columns) + 1) + "|")
-    elbows = set(path.loc[path["elbow"], ["factor", "level"]].itertuples(index=False, name=None))
+    notes = {
+        (factor, level): " ("
+        + ", ".join(n for n, on in (("elbow", elbow), ("applied", chosen)) if on)
+        + ")"
+        for level, factor, elbow, chosen in path[["level", "factor", "elbow", "chosen"]].itertuples(
+            index=False, name=None
+        )
+        if elbow or chosen
+    }
     for factor, counts in wide.iterrows():
         cells = [
-            f"{scales.at[factor, lv]:.4g}: {counts[lv]}"
-            + (" (elbow)" if (factor, lv) in elbows else "")
+            f"{scales.at[factor, lv]:.4g}: {counts[lv]}{notes.get((factor, lv), '')}"
             for lv in wide.columns
         ]
         mark = " (set)" if factor == 1.0 else ""
@@ -100,7 +116,8 @@ def _publish_penalty_path(entity: str, values: pd.DataFrame, config: PipelineCon
         markdown="\n".join(
             [markdown_image(png, f"Eras against the penalty, {entity}"), "", *table]
         ),
-        description=f"Eras per level of {entity} as each level's penalty_scale is varied",
+        description=f"Eras per level of {entity} as each level's penalty_scale is varied "
+        f"(rule: {config.era_penalty_rule})",
     )
 
 
@@ -132,6 +149,8 @@ def detect_entity_eras(
             stages=stage_hashes(config),
             start=start,
             horizon=horizon,
+            penalty_rule=config.era_penalty_rule,
+            penalty_path=config.era_penalty_path and config.report,
         )
     for note in update.notes:
         logger.warning("%s: %s", entity, note)
@@ -147,8 +166,8 @@ def detect_entity_eras(
     )
     if config.report:
         _publish(entity, update, config)
-        if config.era_penalty_path and not update.values.empty:
-            _publish_penalty_path(entity, update.values, config)
+        if update.penalties is not None and not update.penalties.path.empty:
+            _publish_penalty_path(entity, update.penalties, config)
     release_memory()
     return batches_for_todo(update.eras, update.todo, max_rows=config.max_batch_rows)
 

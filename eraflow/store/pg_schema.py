@@ -160,6 +160,22 @@ MIGRATIONS: tuple[Migration, ...] = (
                 PRIMARY KEY (scope, entity, level, era_id))""",
         ),
     ),
+    Migration(
+        4,
+        "era penalties: the penalty each level of an entity was segmented with, and its rule",
+        (
+            """CREATE TABLE IF NOT EXISTS {schema}.era_penalties (
+                entity text NOT NULL,
+                level text NOT NULL,
+                rule text,
+                factor double precision,
+                penalty_scale double precision,
+                pen double precision,
+                eras bigint,
+                elbow_factor double precision,
+                PRIMARY KEY (entity, level))""",
+        ),
+    ),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

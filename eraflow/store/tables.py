@@ -135,6 +135,29 @@ ERAS = Table(
 )
 """Eras of an entity's history; ``fingerprint`` hashes the era's grid slice."""
 
+ERA_PENALTIES = Table(
+    "era_penalties",
+    (
+        ("entity", "text"),
+        ("level", "text"),
+        ("rule", "text"),
+        ("factor", "float"),
+        ("penalty_scale", "float"),
+        ("pen", "float"),
+        ("eras", "int"),
+        ("elbow_factor", "float"),
+    ),
+    owner="entity",
+    key=("entity", "level"),
+    partition="level",
+)
+"""The penalty each level of an entity was last segmented with, and the rule that chose it.
+
+``factor`` multiplies the configured ``penalty_scale`` (1 under rule ``set``); ``pen`` is the
+absolute penalty when one was configured; ``eras`` counts the level's data eras; NaN factors
+mean the level has no penalty path (an absolute ``pen``, or level C under BOCPD).
+"""
+
 FEATURES = Table(
     "features",
     (
@@ -213,7 +236,17 @@ FEATURE_MATRIX = Table(
 """One row per era; ``values[i]`` is the feature whose selection ``position`` is ``i``."""
 
 TABLES: dict[str, Table] = {
-    t.name: t for t in (GRID, COVERAGE, ERAS, FEATURES, FEATURE_LEDGER, SELECTION, FEATURE_MATRIX)
+    t.name: t
+    for t in (
+        GRID,
+        COVERAGE,
+        ERAS,
+        ERA_PENALTIES,
+        FEATURES,
+        FEATURE_LEDGER,
+        SELECTION,
+        FEATURE_MATRIX,
+    )
 }
 
 ENGINE_STAGES: dict[str, str] = {"numpy": "engine", "cupy": "engine", "tsfresh": "tsfresh"}

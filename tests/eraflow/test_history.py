@@ -10,7 +10,7 @@ import pytest
 
 from eraflow.aggregate import aggregate
 from eraflow.catalogue import load_catalogue
-from eraflow.eras import EraConfig
+from eraflow.eras import EraConfig, LevelConfig
 from eraflow.feature_store import write_era_features
 from eraflow.gapfill import fill_series
 from eraflow.grid_update import recount_coverage, write_entity_range
@@ -261,3 +261,31 @@ def test_a_horizon_freezes_older_eras(tmp_path: Path, horizon: str) -> None:
         frozen.reset_index(drop=True),
         check_dtype=False,
     )
+
+
+def test_the_applied_penalties_are_stored_per_entity_and_level(tmp_path: Path) -> None:
+    store = simulated_store(tmp_path, 14)
+    config = EraConfig(level_c=LevelConfig(penalty_scale=0.05, min_duration="3h"))
+    as_set = update_entity_eras(store, "sim_a", config=config, step=STEP, stages=STAGES)
+    rows = store.read("era_penalties", Key("sim_a")).set_index("level")
+    assert list(rows.index) == ["A", "B", "C"] and set(rows["rule"]) == {"set"}
+    assert rows.loc["C", "penalty_scale"] == 0.05 and rows.loc["A", "penalty_scale"] == 50.0
+    assert (rows["factor"] == 1.0).all() and rows["elbow_factor"].isna().all()  # no path drawn
+    data = as_set.eras[as_set.eras["kind"] == "data"]
+    assert rows["eras"].to_dict() == data.groupby("level").size().to_dict()
+
+    chosen = update_entity_eras(
+        store, "sim_a", config=config, step=STEP, stages=STAGES, penalty_rule="elbow"
+    )
+    rows = store.read("era_penalties", Key("sim_a")).set_index("level")
+    assert set(rows["rule"]) == {"elbow"} and len(rows) == 3  # replaced, not added
+    assert chosen.penalties is not None
+    for level in "ABC":
+        factor = chosen.penalties.factors[level]
+        assert rows.loc[level, "factor"] == factor
+        assert rows.loc[level, "penalty_scale"] == config.level(level).penalty_scale * factor
+        elbow = rows.loc[level, "elbow_factor"]
+        assert factor == (1.0 if np.isnan(elbow) else elbow)
+    stored = store.read("eras", Key("sim_a"))
+    counts = stored[stored["kind"] == "data"].groupby("level").size().to_dict()
+    assert rows["eras"].to_dict() == counts

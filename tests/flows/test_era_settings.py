@@ -118,3 +118,37 @@ def test_a_run_without_segmenting_writes_the_grid_and_no_eras(tmp_path: Path) ->
     assert len(pd.read_parquet(store / "grid")) > 0
     assert not (store / "eras").exists() or pd.read_parquet(store / "eras").empty
     assert state.result()["feature_rows"] == 0
+
+
+def test_a_bad_penalty_rule_is_named() -> None:
+    with pytest.raises(ConfigError, match="era_penalty_rule"):
+        PipelineConfig.build(era_penalty_rule="knee")
+
+
+@pytest.mark.slow
+def test_the_elbow_rule_is_applied_stored_and_shown(tmp_path: Path) -> None:
+    store = tmp_path / "elbow"
+    state = feature_pipeline(
+        store=str(store),
+        simulator=SIMULATOR,
+        era_penalty_rule="elbow",
+        features=False,
+        select=False,
+        return_state=True,
+    )
+    assert state.is_completed(), state.message
+    penalties = pd.read_parquet(store / "era_penalties").set_index("level")
+    eras = pd.read_parquet(store / "eras")
+    data = eras[eras["kind"] == "data"]
+    assert set(penalties["rule"]) == {"elbow"} and set(penalties.index) == {"A", "B", "C"}
+    assert penalties["eras"].to_dict() == data.groupby("level").size().to_dict()
+    defaults = EraConfig()
+    for level, row in penalties.iterrows():
+        assert row["penalty_scale"] == defaults.level(str(level)).penalty_scale * row["factor"]
+    with get_client(sync_client=True) as client:
+        artifact = next(
+            a for a in client.read_latest_artifacts(limit=50) if a.key == "penalty-path-pen"
+        )
+    text = str(artifact.data)
+    assert text.count("applied)") == 3  # one applied penalty per level, in the table
+    assert "(rule: elbow)" in str(artifact.description)
