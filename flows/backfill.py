@@ -16,6 +16,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import PrefectFuture, as_completed
 from prefect.runtime import flow_run
+from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
 from eraflow.config import PipelineConfig, to_utc
 from eraflow.errors import EraflowError
@@ -34,7 +35,6 @@ class BackfillFailed(EraflowError):
 
 @task(
     name="backfill-chunk",
-    tags=["backfill"],
     cache_policy=NO_CACHE,
     retries=1,
     retry_delay_seconds=10,
@@ -71,7 +71,7 @@ def _config_fields(params: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in params.items() if k in PipelineConfig.model_fields and v is not None}
 
 
-@task(name="backfill-selection", tags=["selection"], cache_policy=NO_CACHE)
+@task(name="backfill-selection", cache_policy=NO_CACHE)
 def backfill_entities(config: PipelineConfig, start: datetime, end: datetime) -> list[str]:
     """The entities the backfill's range holds data for: the scope it selects over."""
     with store_session(config) as store:
@@ -111,8 +111,11 @@ def backfill(
     if deployment is None:
         from flows.pipeline import feature_pipeline
 
-        for begin, finish in chunks:
-            feature_pipeline(**(params | {"start": begin, "end": finish}))
+        # The chunks run in this process, whose flow run already sends heartbeats; a chunk's
+        # own heartbeat thread only cost up to 1 s at its exit (it sleeps in 1 s steps).
+        with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+            for begin, finish in chunks:
+                feature_pipeline(**(params | {"start": begin, "end": finish}))
     else:
         children = _run_chunks(deployment, chunks, params, max_concurrent)
     # The final features run with the chunks' settings: the deployment's own parameters (its

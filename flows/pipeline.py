@@ -61,7 +61,6 @@ def _results(futures: list[PrefectFuture[Any]], stage: str) -> list[Any]:
 
 @task(
     name="dispatch",
-    tags=["dispatch"],
     cache_policy=NO_CACHE,
     task_run_name="dispatch[{deployment}/{device} #{worker}]",
 )

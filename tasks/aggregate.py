@@ -17,7 +17,6 @@ from tasks._common import retry_transient
 
 @task(
     name="aggregate",
-    tags=["cpu", "aggregate"],
     retries=1,
     retry_condition_fn=retry_transient,
     cache_policy=NO_CACHE,

@@ -123,7 +123,6 @@ def _publish_penalty_path(entity: str, choice: PenaltyChoice, config: PipelineCo
 
 @task(
     name="eras",
-    tags=["cpu", "eras"],
     retries=2,
     retry_delay_seconds=[2, 10],
     retry_condition_fn=retry_transient,
@@ -174,7 +173,6 @@ def detect_entity_eras(
 
 @task(
     name="due-features",
-    tags=["cpu", "eras"],
     retries=2,
     retry_delay_seconds=[2, 10],
     retry_condition_fn=retry_transient,
@@ -195,7 +193,7 @@ def due_batches(entity: str, config: PipelineConfig) -> tuple[list[EraBatch], li
     return batches_for_todo(eras, todo, max_rows=config.max_batch_rows), sensors
 
 
-@task(name="plot-eras", tags=["report"], cache_policy=NO_CACHE, task_run_name="plot[{entity}]")
+@task(name="plot-eras", cache_policy=NO_CACHE, task_run_name="plot[{entity}]")
 def plot_entity_eras(entity: str, config: PipelineConfig) -> Path:
     """The era plot of the entity's stored history (a backfill's report), as an artifact too."""
     with store_session(config) as store:

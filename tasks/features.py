@@ -31,7 +31,6 @@ def _gpu_slot(device: str) -> AbstractContextManager[Any]:
 
 @task(
     name="era-features",
-    tags=["features"],
     retries=2,
     retry_delay_seconds=[2, 10],
     retry_jitter_factor=0.5,

@@ -27,7 +27,6 @@ def _coverage_rows(coverage: pd.DataFrame) -> list[dict[str, object]]:
 
 @task(
     name="gap-fill",
-    tags=["cpu", "gapfill"],
     retries=2,
     retry_delay_seconds=[2, 10],
     retry_condition_fn=retry_transient,

@@ -17,7 +17,6 @@ from tasks._common import RunProgress, retry_transient
 
 @task(
     name="ingest",
-    tags=["cpu", "ingest"],
     retries=2,
     retry_delay_seconds=[2, 10],
     retry_condition_fn=retry_transient,

@@ -32,7 +32,7 @@ def planner_settings(config: PipelineConfig) -> PlannerSettings:
     )
 
 
-@task(name="plan", tags=["cpu", "planner"], cache_policy=NO_CACHE)
+@task(name="plan", cache_policy=NO_CACHE)
 def plan_era_batches(
     batches: list[EraBatch], sensors_by_entity: dict[str, list[str]], config: PipelineConfig
 ) -> Plan:

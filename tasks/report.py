@@ -35,7 +35,7 @@ def _markdown(frame: pd.DataFrame, limit: int = 40) -> str:
     return "\n".join(lines)
 
 
-@task(name="report", tags=["report"], cache_policy=NO_CACHE)
+@task(name="report", cache_policy=NO_CACHE)
 def run_report(record: RunRecord, config: PipelineConfig, inputs: pd.DataFrame) -> Path:
     """Gather the report's tables from the store, write the HTML, publish an artifact."""
     entities = list(record.summary["entities"])

@@ -27,7 +27,6 @@ def selection_settings(config: PipelineConfig) -> SelectionSettings:
 
 @task(
     name="selection",
-    tags=["cpu", "selection"],
     retries=2,
     retry_delay_seconds=[2, 10],
     retry_condition_fn=retry_transient,

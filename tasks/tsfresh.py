@@ -22,7 +22,6 @@ from tasks.slices import read_batch
 
 @task(
     name="tsfresh-features",
-    tags=["cpu", "tsfresh"],
     retries=1,
     retry_jitter_factor=0.5,
     retry_condition_fn=retry_transient,
