@@ -56,18 +56,23 @@ def read_level_matrix(
     """The era x feature matrix of ``level`` over ``entities``, built without a long frame.
 
     Rows: the entities' data eras of the level that have feature values (entity, then time);
-    columns: ``<sensor>__<feature>`` in name order.
+    columns: ``<sensor>__<feature>`` in name order. Each batch read is scattered into the
+    matrix at once (columns in order of first sight, widened when a batch brings new ones),
+    and the columns are put in name order in place, a few rows at a time: the read never
+    holds more than the matrix and one batch.
     """
-    era_parts, rows, cols, vals = [], [], [], []
-    code_of: dict[str, int] = {}
-    offset = 0
-    for done, entity in enumerate(entities):
+    era_parts = []
+    for entity in entities:
         eras = store.read(
             "eras",
             Key(entity, {"level": level}),
             columns=["entity", "level", "era_id", "start", "end", "kind"],
         )
-        eras = eras[eras["kind"].astype(str) != "gap"].sort_values("era_id")
+        era_parts.append(eras[eras["kind"].astype(str) != "gap"].sort_values("era_id"))
+    code_of: dict[str, int] = {}
+    values = np.full((sum(map(len, era_parts)), 0), np.nan)
+    offset = 0
+    for done, (entity, eras) in enumerate(zip(entities, era_parts, strict=True)):
         ids = eras["era_id"].to_numpy(dtype=np.int64)
         for batch in store.read_batches(
             "features",
@@ -82,28 +87,41 @@ def read_level_matrix(
                 else np.zeros(len(era_ids), dtype=bool)
             )
             codes = _column_codes(batch.column(1), batch.column(2), code_of)
-            rows.append((offset + where[known]).astype(np.int32))
-            cols.append(codes[known].astype(np.int32))
-            vals.append(batch.column(3).to_numpy(zero_copy_only=False)[known])
-        era_parts.append(eras)
+            if len(code_of) > values.shape[1]:
+                values = _widen(values, len(code_of))
+            vals = batch.column(3).to_numpy(zero_copy_only=False)
+            values[offset + where[known], codes[known]] = vals[known]
         offset += len(eras)
         if progress is not None:
             progress(done + 1, len(entities), f"read {entity}/{level}")
     names = sorted(code_of)
-    order = np.empty(len(code_of), dtype=np.int64)
-    order[[code_of[n] for n in names]] = np.arange(len(names))
-    values = np.full((offset, len(names)), np.nan)
-    while rows:  # scatter and free batch by batch: never all index arrays at once
-        values[rows.pop(), order[cols.pop()]] = vals.pop()
+    values = _columns_in_place(values, np.array([code_of[n] for n in names], dtype=np.int64))
     eras_all = (
         pd.concat(era_parts, ignore_index=True)
         if era_parts
         else pd.DataFrame(columns=["entity", "level", "era_id", "start", "end"])
     )
-    has_values = ~np.isnan(values).all(axis=1) if len(names) else np.zeros(offset, bool)
+    has_values = ~np.isnan(values).all(axis=1) if len(names) else np.zeros(len(values), bool)
+    if not has_values.all():
+        values = values[has_values]
     return LevelMatrix(
-        values=values[has_values], eras=eras_all[has_values].reset_index(drop=True), columns=names
+        values=values, eras=eras_all[has_values].reset_index(drop=True), columns=names
     )
+
+
+def _widen(values: np.ndarray, columns: int) -> np.ndarray:
+    """``values`` with room for ``columns`` columns (NaN), a quarter more when it grows again."""
+    width = columns if values.shape[1] == 0 else max(columns, values.shape[1] * 5 // 4)
+    wider = np.full((values.shape[0], width), np.nan)
+    wider[:, : values.shape[1]] = values
+    return wider
+
+
+def _columns_in_place(values: np.ndarray, order: np.ndarray, rows: int = 256) -> np.ndarray:
+    """``values[:, order]`` (``order`` covering the first columns), a few rows at a time."""
+    for r0 in range(0, len(values), rows):
+        values[r0 : r0 + rows, : len(order)] = values[r0 : r0 + rows][:, order]
+    return values if values.shape[1] == len(order) else values[:, : len(order)].copy()
 
 
 def _column_codes(sensor: pa.Array, feature: pa.Array, code_of: dict[str, int]) -> np.ndarray:
@@ -204,13 +222,15 @@ def select_scope(
         position=result.selection["feature"].map(position).fillna(-1).astype("int64"),
     )
     store.replace("selection", selection, Key(scope, {"level": level}))
-    index_of = {name: i for i, name in enumerate(matrix.columns)}
-    columns = np.array([index_of[n] for n in kept], dtype=np.int64)
-    kept_values = matrix.values[:, columns]
+    counts = {"eras": len(matrix.eras), "features": len(matrix.columns), "kept": len(kept)}
+    eras = matrix.eras
+    del matrix  # the whole level's matrix: only the kept columns are stored
+    frame = result.matrix if list(result.matrix.columns) == kept else result.matrix[kept]
+    kept_values = frame.to_numpy(dtype=np.float64)
     frames = []
     for entity in entities:
-        rows = np.flatnonzero(matrix.eras["entity"].astype(str).to_numpy() == entity)
-        part = matrix.eras.iloc[rows]
+        rows = np.flatnonzero(eras["entity"].astype(str).to_numpy() == entity)
+        part = eras.iloc[rows]
         frames.append(
             pd.DataFrame(
                 {
@@ -227,7 +247,7 @@ def select_scope(
     store.replace(
         "feature_matrix", pd.concat(frames, ignore_index=True), Key(scope, {"level": level})
     )
-    return {"eras": len(matrix.eras), "features": len(matrix.columns), "kept": len(kept)}
+    return counts
 
 
 def read_feature_matrix(

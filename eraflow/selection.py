@@ -116,23 +116,39 @@ def _check_matrix(matrix: pd.DataFrame) -> np.ndarray:
         x = matrix.to_numpy(dtype=np.float64)
     except (TypeError, ValueError) as exc:
         raise DataError(f"the feature matrix must be numeric: {exc}") from exc
-    return np.where(np.isfinite(x), x, np.nan)
+    infinite = np.isinf(x)
+    if infinite.any():  # +-inf counts as missing; copy only then (the matrix may be a view)
+        x = np.where(infinite, np.nan, x)
+    return x
 
 
 # ----------------------------------------------------------------------------- unsupervised
 
 
 def _filter_reasons(
-    x: np.ndarray, names: Sequence[str], *, max_nan_fraction: float, variance_threshold: float
+    x: np.ndarray,
+    names: Sequence[str],
+    *,
+    max_nan_fraction: float,
+    variance_threshold: float,
+    block: int = 2048,
 ) -> dict[str, str]:
-    """Reasons for the missing/constant/near-constant rules (rules 1 and 2)."""
+    """Reasons for the missing/constant/near-constant rules (rules 1 and 2).
+
+    Column statistics are taken ``block`` columns at a time: NumPy's nan-reductions copy
+    their input, and a whole level-C matrix copied three times was the selection's peak.
+    """
     n = x.shape[0]
-    finite = ~np.isnan(x)
-    count = finite.sum(axis=0)
+    p = x.shape[1]
+    count, lo, hi, var = (np.empty(p) for _ in range(4))
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        lo, hi = np.nanmin(x, axis=0), np.nanmax(x, axis=0)
-        var = np.nanvar(x, axis=0)
+        for b0 in range(0, p, block):
+            part = x[:, b0 : b0 + block]
+            count[b0 : b0 + block] = (~np.isnan(part)).sum(axis=0)
+            lo[b0 : b0 + block] = np.nanmin(part, axis=0)
+            hi[b0 : b0 + block] = np.nanmax(part, axis=0)
+            var[b0 : b0 + block] = np.nanvar(part, axis=0)
         scale = np.maximum(np.abs(lo), np.abs(hi))
         relvar = var / scale**2
     reasons: dict[str, str] = {}
@@ -151,14 +167,25 @@ def _filter_reasons(
     return reasons
 
 
-def _standardise(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(z with NaN -> 0, finite mask as float): columns centred and scaled on their own values."""
-    mask = ~np.isnan(x)
-    with np.errstate(all="ignore"):
-        mean = np.nanmean(x, axis=0)
-        std = np.nanstd(x, axis=0)
-    z = (x - mean) / np.where(std > 0, std, 1.0)
-    return np.where(mask, z, 0.0), mask.astype(np.float64)
+def _standardise(x: np.ndarray, *, overwrite: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(z with NaN -> 0, finite mask): columns centred and scaled on their own values.
+
+    ``z`` is column-major (each column contiguous: the correlation blocks and the compaction
+    of kept columns slice columns), computed in place: in ``x`` itself with ``overwrite`` when
+    it is column-major float64, else in a copy. The mask is boolean.
+    """
+    z = np.asfortranarray(x, dtype=np.float64)
+    if not overwrite and np.shares_memory(z, x):
+        z = z.copy(order="F")
+    mask = ~np.isnan(z)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = np.nanmean(z, axis=0)
+        std = np.nanstd(z, axis=0)
+    z -= mean
+    z /= np.where(std > 0, std, 1.0)
+    z[~mask] = 0.0
+    return z, mask
 
 
 def _pairwise_r_general(xp: Any, zc: Any, mc: Any, zk: Any, mk: Any, min_overlap: int) -> Any:
@@ -246,7 +273,7 @@ def _pairwise_r(
     """Pearson r between the columns of two blocks over the rows where both are finite.
 
     ``zc``/``zk`` hold standardised values (mean 0, population std 1 over each column's finite
-    rows) with 0 where missing, ``mc``/``mk`` the masks as floats. Pairs with fewer than
+    rows) with 0 where missing, ``mc``/``mk`` the masks (boolean or float). Pairs with fewer than
     ``min_overlap`` shared rows, or constant on them, get 0 ("not correlated").
 
     Two exact evaluations: features usually share their NaN pattern (an era without data for a
@@ -255,6 +282,7 @@ def _pairwise_r(
     pairwise sums (n, sx, sy, sxx, syy, sxy as matmuls of the masked blocks), with a plain
     ``z_c' z_k / n`` for pairs of complete columns.
     """
+    mc, mk = mc.astype(zc.dtype, copy=False), mk.astype(zk.dtype, copy=False)
     if patterns is None:
         patterns = (mask_patterns(ar.to_host(mc)), mask_patterns(ar.to_host(mk)))
     n_pairs = len(np.unique(patterns[0])) * len(np.unique(patterns[1]))
@@ -267,6 +295,12 @@ def _pairwise_r(
     return xp.clip(r, -1.0, 1.0)
 
 
+def _strongest(r: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row of ``r``: the first column of largest ``|r|``, and that ``|r|``."""
+    at = np.abs(r).argmax(axis=1)
+    return at, np.abs(r[np.arange(len(at)), at])
+
+
 def _greedy_correlation(
     z: np.ndarray,
     m: np.ndarray,
@@ -276,39 +310,63 @@ def _greedy_correlation(
     min_overlap: int,
     device: ar.Device,
     block_size: int,
+    kept_chunk: int = 2048,
     progress: Progress | None = None,
 ) -> dict[str, str]:
-    """Rule 3 over the columns of ``z`` (already in priority order): reasons for the dropped."""
+    """Rule 3 over the columns of ``z`` (already in priority order): reasons for the dropped.
+
+    Overwrites ``z`` and ``m``: kept columns are moved to the front as they are found, so the
+    kept set is one slice, never a fancy-indexed copy; a block's correlations with it are
+    taken ``kept_chunk`` kept columns at a time and reduced to the strongest partner at once.
+    Memory beyond ``z`` and ``m``: about ``block_size x kept_chunk`` floats, times the
+    pairwise sums' few temporaries. The partner named is the first of largest ``|r|`` among
+    the kept (in the order they were kept), then among the block's own kept columns.
+    """
     xp, _ = ar.select_array_module(device)
     zd, md = xp.asarray(z), xp.asarray(m)
     pat = mask_patterns(m)
-    kept: list[int] = []
+    origin = np.arange(z.shape[1])  # the column of ``names`` at each position
+    kept = 0
     reasons: dict[str, str] = {}
     p = z.shape[1]
     for b0 in range(0, p, block_size):
-        block = list(range(b0, min(b0 + block_size, p)))
-        zc, mc = zd[:, b0 : block[-1] + 1], md[:, b0 : block[-1] + 1]
-        pb = pat[b0 : block[-1] + 1]
+        b1 = min(b0 + block_size, p)
+        zc, mc, pb = zd[:, b0:b1], md[:, b0:b1], pat[b0:b1]
         r_in = ar.to_host(_pairwise_r(xp, zc, mc, zc, mc, min_overlap, (pb, pb)))
-        if kept:
-            kidx = xp.asarray(kept)
-            r_out = ar.to_host(
-                _pairwise_r(xp, zc, mc, zd[:, kidx], md[:, kidx], min_overlap, (pb, pat[kept]))
+        out_at = np.full(b1 - b0, -1)
+        out_abs = np.full(b1 - b0, -np.inf)
+        out_r = np.zeros(b1 - b0)
+        for k0 in range(0, kept, kept_chunk):
+            k1 = min(k0 + kept_chunk, kept)
+            r = ar.to_host(
+                _pairwise_r(xp, zc, mc, zd[:, k0:k1], md[:, k0:k1], min_overlap, (pb, pat[k0:k1]))
             )
-        else:
-            r_out = np.zeros((len(block), 0))
+            at, strength = _strongest(r)
+            better = strength > out_abs  # ties: the earlier kept column, as one argmax would
+            out_at[better], out_abs[better] = k0 + at[better], strength[better]
+            out_r[better] = r[np.flatnonzero(better), at[better]]
         kept_in_block: list[int] = []
-        for i, col in enumerate(block):
-            cand_r = np.concatenate([r_out[i], r_in[i, kept_in_block]])
-            if cand_r.size and np.abs(cand_r).max() > threshold:
-                best = int(np.argmax(np.abs(cand_r)))
-                partner = kept[best] if best < len(kept) else block[kept_in_block[best - len(kept)]]
-                reasons[names[col]] = f"correlated with {names[partner]} (r={cand_r[best]:.3f})"
+        for i in range(b1 - b0):
+            in_r = r_in[i, kept_in_block]
+            in_at = int(np.abs(in_r).argmax()) if in_r.size else -1
+            in_abs = abs(in_r[in_at]) if in_r.size else -np.inf
+            if max(out_abs[i], in_abs) > threshold:
+                if out_abs[i] >= in_abs:
+                    partner, value = origin[out_at[i]], out_r[i]
+                else:
+                    partner, value = origin[b0 + kept_in_block[in_at]], in_r[in_at]
+                reasons[names[origin[b0 + i]]] = f"correlated with {names[partner]} (r={value:.3f})"
             else:
                 kept_in_block.append(i)
-        kept.extend(block[k] for k in kept_in_block)
+        if kept_in_block:  # compact: the block's kept columns follow the earlier kept ones
+            src = b0 + np.asarray(kept_in_block)
+            dst = slice(kept, kept + len(src))
+            idx = xp.asarray(src)
+            zd[:, dst], md[:, dst] = zd[:, idx], md[:, idx]
+            pat[dst], origin[dst] = pat[src], origin[src]
+            kept += len(src)
         if progress is not None:
-            progress(block[-1] + 1, p, f"{len(kept)} kept")
+            progress(b1, p, f"{kept} kept")
     return reasons
 
 
@@ -364,7 +422,8 @@ def select_features_unsupervised(
     count = (~np.isnan(x)).sum(axis=0)
     survivors.sort(key=lambda j: (-int(count[j]), names[j]))
     if len(survivors) > 1 and correlation_threshold < 1.0:
-        z, m = _standardise(x[:, survivors])
+        # one column-major copy of the survivors, standardised in place
+        z, m = _standardise(np.take(x.T, survivors, axis=0).T, overwrite=True)
         reasons |= _greedy_correlation(
             z,
             m,
@@ -375,6 +434,7 @@ def select_features_unsupervised(
             block_size=block_size,
             progress=progress,
         )
+        del z, m
     selection = _selection_frame(names, reasons)
     kept = [n for n in names if n not in reasons]
     return SelectionResult(selection=selection, matrix=matrix[kept])

@@ -95,6 +95,32 @@ def test_level_matrix_equals_a_pandas_pivot_of_the_long_rows(store: ResultStore)
     assert matrix.eras["entity"].tolist() == ["a"] * 6 + ["b"] * 4
 
 
+def test_level_matrix_with_late_columns_and_eras_without_features(store: ResultStore) -> None:
+    """Columns first seen in a later batch widen the matrix; an era with no features is no row."""
+    a = fill(store, "a", 5, 3)
+    b = fill(store, "b", 3, 4)
+    late_era = int(b["era_id"].max())
+    extra = pd.DataFrame(
+        [("b", "C", late_era, "z", f"late_{k:02d}", float(k)) for k in range(40)],
+        columns=["entity", "level", "era_id", "sensor", "feature", "value"],
+    ).assign(engine="numpy", run_id="r", config_hash="h")
+    b = pd.concat([b, extra], ignore_index=True)
+    store.replace("features", b, Key("b"))
+    bare = int(a["era_id"].min())  # drop every feature of a's first era
+    a = a[a["era_id"] != bare]
+    store.replace("features", a, Key("a"))
+    long = pd.concat([a, b], ignore_index=True)
+    matrix = read_level_matrix(store, ["a", "b"], "C")
+    reference = long.assign(column=long["sensor"] + "__" + long["feature"]).pivot_table(
+        index=["entity", "level", "era_id"], columns="column", values="value"
+    )
+    got = matrix.frame()
+    assert got.shape == (4 + 3, 4 + 40)
+    assert bare not in matrix.eras.loc[matrix.eras["entity"] == "a", "era_id"].tolist()
+    assert got.columns.tolist() == sorted(reference.columns)
+    pd.testing.assert_frame_equal(got, reference.loc[got.index, got.columns], check_names=False)
+
+
 def test_one_scope_never_deletes_anothers_rows(store: ResultStore) -> None:
     fill(store, "a", 12, 3)
     fill(store, "b", 12, 4)

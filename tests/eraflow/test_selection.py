@@ -10,6 +10,7 @@ import pytest
 from eraflow.errors import ConfigError, DataError
 from eraflow.selection import (
     SELECTION_COLUMNS,
+    _greedy_correlation,
     _pairwise_r,
     _standardise,
     align_target_to_eras,
@@ -155,6 +156,46 @@ def test_pairwise_r_shared_nan_patterns_equals_pandas() -> None:
     for pairs in (0, 10**6):
         r = _pairwise_r(np, z, m, z, m, 3, max_pattern_pairs=pairs)
         np.testing.assert_allclose(r, ref, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize(("block_size", "kept_chunk"), [(1024, 2048), (7, 5), (1, 1)])
+def test_greedy_correlation_equals_a_plain_greedy_over_pandas_r(
+    block_size: int, kept_chunk: int
+) -> None:
+    # 60 features from 8 sources with noise and NaN patterns: many drops, chains of partners
+    rng = np.random.default_rng(11)
+    base = rng.normal(size=(80, 8))
+    x = base[:, rng.integers(0, 8, 60)] + rng.normal(
+        scale=rng.uniform(0.05, 1.0, 60), size=(80, 60)
+    )
+    x[rng.random((80, 60)) < 0.1] = np.nan
+    x[:15, 20:35] = np.nan
+    names = [f"s__f{j:02d}" for j in range(60)]
+    r = pd.DataFrame(x).corr(min_periods=3).fillna(0.0).to_numpy()
+    # the reference: visit columns in the given order; drop one whose largest |r| with any
+    # column kept so far exceeds 0.9, naming the first kept column of that largest |r|
+    kept: list[int] = []
+    expected: dict[str, str] = {}
+    for j in range(60):
+        strength = np.abs(r[j, kept]) if kept else np.zeros(0)
+        if strength.size and strength.max() > 0.9:
+            partner = kept[int(strength.argmax())]
+            expected[names[j]] = f"correlated with {names[partner]} (r={r[j, partner]:.3f})"
+        else:
+            kept.append(j)
+    assert 15 < len(expected) < 50
+    z, m = _standardise(x)
+    got = _greedy_correlation(
+        z,
+        m,
+        names,
+        threshold=0.9,
+        min_overlap=3,
+        device="cpu",
+        block_size=block_size,
+        kept_chunk=kept_chunk,
+    )
+    assert got == expected
 
 
 @pytest.mark.gpu
