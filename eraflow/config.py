@@ -230,6 +230,12 @@ class PipelineConfig(BaseModel):
         description="How the finest eras (level C) are found: exact PELT or "
         "Bayesian online changepoint detection.",
     )
+    era_model: Literal["normal", "l2"] = Field(
+        default=EraConfig().model,
+        description="Segment cost: 'normal' (changes in mean and covariance) or 'l2' "
+        "(changes in mean only; about twice as fast, e.g. for exact PELT at the grid "
+        "resolution with era_detect_step null).",
+    )
     era_signals: list[str] | None = Field(
         default=None,
         description="Sensors to segment on, jointly. Default: air temperature, "

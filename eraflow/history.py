@@ -21,8 +21,10 @@ start before the last stored level-A boundary at or before ``start - H`` are fro
 regime labels too: labels are fitted over the eras segmented, see :mod:`eraflow.eras.regimes`).
 
 Penalties: under rule ``"elbow"`` each level's penalty is chosen afresh from the penalty path
-of the data segmented (:mod:`eraflow.eras.penalty_path`), so appending data can move it; the
-applied penalty of every level is stored per entity (table ``era_penalties``).
+of the whole history whenever it is re-segmented (:mod:`eraflow.eras.penalty_path`), so
+appending data can move it; with a horizon, the penalties stored by the last choice are kept
+(a window of days is too short to choose by). The applied penalty of every level is stored per
+entity (table ``era_penalties``). The path's segmentations run under the entity's lock.
 """
 
 from __future__ import annotations
@@ -41,7 +43,9 @@ from eraflow.eras.penalty_path import (
     PenaltyChoice,
     PenaltyRule,
     choose_penalties,
-    set_penalties,
+    configured_penalties,
+    path_levels,
+    with_factors,
 )
 from eraflow.eras.regimes import regime_labels
 from eraflow.errors import DataError
@@ -211,6 +215,7 @@ def penalty_rows(
 ) -> pd.DataFrame:
     """The ``era_penalties`` rows of one segmentation: what each level was segmented with."""
     path = choice.path
+    scaled = path_levels(choice.config)  # levels a penalty_scale applies to
     rows = []
     for level in LEVELS:
         settings = choice.config.level(level)
@@ -222,7 +227,7 @@ def penalty_rows(
                 "level": level,
                 "rule": rule,
                 "factor": choice.factors.get(level, np.nan),
-                "penalty_scale": settings.penalty_scale if settings.pen is None else np.nan,
+                "penalty_scale": settings.penalty_scale if level in scaled else np.nan,
                 "pen": np.nan if settings.pen is None else settings.pen,
                 "eras": int(data.sum()),
                 "elbow_factor": float(elbows.iloc[0]) if len(elbows) else np.nan,
@@ -240,15 +245,25 @@ def due_eras(
 
 
 def _penalties(
-    values: pd.DataFrame,
-    fill_mask: pd.DataFrame,
+    store: ResultStore,
     entity: str,
+    grid: tuple[pd.DataFrame, pd.DataFrame],
     config: EraConfig,
     rule: PenaltyRule,
+    *,
+    windowed: bool,
     draw_path: bool,
 ) -> PenaltyChoice:
+    """The penalties to segment with: configured, kept from the last choice, or chosen now."""
     if rule == "set" and not draw_path:
-        return set_penalties(config)
+        return configured_penalties(config)
+    if rule == "elbow" and windowed:
+        last = store.read("era_penalties", Key(entity))
+        last = last[(last["rule"] == "elbow") & last["factor"].notna()]
+        if set(last["level"]) >= set(path_levels(config)):
+            factors = dict(zip(last["level"], last["factor"].astype(float), strict=True))
+            return with_factors(config, {lv: factors[lv] for lv in path_levels(config)})
+    values, fill_mask = grid
     return choose_penalties(
         # the path's own segmentations note the same skipped signals: not kept twice
         lambda settings: detect_eras_with_gaps(
@@ -269,7 +284,7 @@ def update_entity_eras(
     start: pd.Timestamp | None = None,
     horizon: pd.Timedelta | None = None,
     penalty_rule: PenaltyRule = "set",
-    penalty_path: bool = False,
+    draw_penalty_path: bool = False,
 ) -> EraUpdate:
     """Re-segment ``entity``'s stored history; store the eras; return what must be computed.
 
@@ -292,7 +307,7 @@ def update_entity_eras(
     penalty_rule
         ``"set"``: each level's configured penalty; ``"elbow"``: the elbow of its penalty path
         over the data segmented (:func:`eraflow.eras.penalty_path.choose_penalties`).
-    penalty_path
+    draw_penalty_path
         Draw the penalty path under rule ``"set"`` too (for the picture); about 21
         segmentations.
     """
@@ -305,7 +320,15 @@ def update_entity_eras(
         values = values[[c for c in values.columns if values[c].notna().any()]]
         fill_mask = fill_mask[values.columns]
         notes: list[str] = []
-        choice = _penalties(values, fill_mask, entity, config, penalty_rule, penalty_path)
+        choice = _penalties(
+            store,
+            entity,
+            (values, fill_mask),
+            config,
+            penalty_rule,
+            windowed=window is not None,
+            draw_path=draw_penalty_path,
+        )
         eras = assign_stable_era_ids(
             detect_eras_with_gaps(
                 values, fill_mask, entity=entity, config=choice.config, notes=notes
@@ -320,12 +343,12 @@ def update_entity_eras(
         drop_era_features(store, entity, pd.concat([changed, gone], ignore_index=True))
         key = Key(entity) if window is None else Key(entity, {"start": Range(window, None)})
         store.replace("eras", eras, key)
-        store.replace(
-            "era_penalties", penalty_rows(entity, choice, eras, penalty_rule), Key(entity)
-        )
         frozen = stored.iloc[:0] if window is None else stored[stored["start"] < window]
         everything = (
             pd.concat([frozen[ERAS.names], eras], ignore_index=True) if len(frozen) else eras
+        )
+        store.replace(
+            "era_penalties", penalty_rows(entity, choice, everything, penalty_rule), Key(entity)
         )
         ledger = store.read("feature_ledger", Key(entity))
         todo = stale_eras(everything, ledger, stages)

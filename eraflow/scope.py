@@ -58,8 +58,9 @@ def read_level_matrix(
     Rows: the entities' data eras of the level that have feature values (entity, then time);
     columns: ``<sensor>__<feature>`` in name order. Each batch read is scattered into the
     matrix at once (columns in order of first sight, widened when a batch brings new ones),
-    and the columns are put in name order in place, a few rows at a time: the read never
-    holds more than the matrix and one batch.
+    and the columns are put in name order in place, a few rows at a time: no per-value index
+    lists. The read holds the matrix and one batch, and twice the matrix only for a moment
+    when a later batch widens it or eras without features are dropped.
     """
     era_parts = []
     for entity in entities:

@@ -132,8 +132,8 @@ def _filter_reasons(
     max_nan_fraction: float,
     variance_threshold: float,
     block: int = 2048,
-) -> dict[str, str]:
-    """Reasons for the missing/constant/near-constant rules (rules 1 and 2).
+) -> tuple[dict[str, str], np.ndarray]:
+    """Reasons for the missing/constant/near-constant rules (rules 1 and 2), and finite counts.
 
     Column statistics are taken ``block`` columns at a time: NumPy's nan-reductions copy
     their input, and a whole level-C matrix copied three times was the selection's peak.
@@ -164,7 +164,7 @@ def _filter_reasons(
             reasons[name] = (
                 f"near-constant (relative variance {relvar[j]:.2g} < {variance_threshold:.2g})"
             )
-    return reasons
+    return reasons, count
 
 
 def _standardise(x: np.ndarray, *, overwrite: bool = False) -> tuple[np.ndarray, np.ndarray]:
@@ -331,7 +331,7 @@ def _greedy_correlation(
     p = z.shape[1]
     for b0 in range(0, p, block_size):
         b1 = min(b0 + block_size, p)
-        zc, mc, pb = zd[:, b0:b1], md[:, b0:b1], pat[b0:b1]
+        zc, mc, pb = zd[:, b0:b1], md[:, b0:b1].astype(zd.dtype), pat[b0:b1]
         r_in = ar.to_host(_pairwise_r(xp, zc, mc, zc, mc, min_overlap, (pb, pb)))
         out_at = np.full(b1 - b0, -1)
         out_abs = np.full(b1 - b0, -np.inf)
@@ -341,10 +341,10 @@ def _greedy_correlation(
             r = ar.to_host(
                 _pairwise_r(xp, zc, mc, zd[:, k0:k1], md[:, k0:k1], min_overlap, (pb, pat[k0:k1]))
             )
-            at, strength = _strongest(r)
+            at, strength = _strongest(np.nan_to_num(r))
             better = strength > out_abs  # ties: the earlier kept column, as one argmax would
             out_at[better], out_abs[better] = k0 + at[better], strength[better]
-            out_r[better] = r[np.flatnonzero(better), at[better]]
+            out_r[better] = np.nan_to_num(r)[np.flatnonzero(better), at[better]]
         kept_in_block: list[int] = []
         for i in range(b1 - b0):
             in_r = r_in[i, kept_in_block]
@@ -415,11 +415,10 @@ def select_features_unsupervised(
         raise ConfigError("variance_threshold must be >= 0, min_overlap >= 2, block_size >= 1")
     x = _check_matrix(matrix)
     names = list(matrix.columns)
-    reasons = _filter_reasons(
+    reasons, count = _filter_reasons(
         x, names, max_nan_fraction=max_nan_fraction, variance_threshold=variance_threshold
     )
     survivors = [j for j, n in enumerate(names) if n not in reasons]
-    count = (~np.isnan(x)).sum(axis=0)
     survivors.sort(key=lambda j: (-int(count[j]), names[j]))
     if len(survivors) > 1 and correlation_threshold < 1.0:
         # one column-major copy of the survivors, standardised in place

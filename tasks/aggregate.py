@@ -64,5 +64,5 @@ def aggregate_grid(frames: list[pd.DataFrame], config: PipelineConfig) -> Aggreg
             "needs at least two; widen the range or use a shorter freq"
         )
     logger.info("grid %s rows x %d sensors", len(result.grid), result.grid.shape[1] - 2)
-    release_memory()
+    release_memory(result.grid.size)
     return result

@@ -14,7 +14,7 @@ from eraflow.batches import EraBatch, batches_for_todo
 from eraflow.catalogue import load_catalogue
 from eraflow.config import PipelineConfig
 from eraflow.eras import EraConfig, plot_eras
-from eraflow.eras.penalty_path import PenaltyChoice, plot_penalty_path
+from eraflow.eras.penalty_path import PenaltyChoice, path_levels, plot_penalty_path
 from eraflow.feature_store import stage_hashes
 from eraflow.grid import grid_step
 from eraflow.history import EraUpdate, due_eras, update_entity_eras
@@ -38,6 +38,7 @@ def era_config(config: PipelineConfig) -> EraConfig:
     levels = config.era_levels
     return EraConfig(
         method=config.era_method,
+        model=config.era_model,
         signals=tuple(config.era_signals) if config.era_signals else None,
         level_a=levels.level_a.level_config(),
         level_b=levels.level_b.level_config(),
@@ -52,7 +53,9 @@ def _penalty_text(applied: EraConfig | None, level: str) -> str:
     if applied is None:
         return "-"
     settings = applied.level(level)
-    return f"pen {settings.pen:g}" if settings.pen is not None else f"{settings.penalty_scale:g}"
+    if settings.pen is not None:
+        return f"pen {settings.pen:g}"
+    return f"{settings.penalty_scale:g}" if level in path_levels(applied) else "-"
 
 
 def _publish(entity: str, update: EraUpdate, config: PipelineConfig) -> None:
@@ -99,9 +102,9 @@ def _publish_penalty_path(entity: str, choice: PenaltyChoice, config: PipelineCo
         (factor, level): " ("
         + ", ".join(n for n, on in (("elbow", elbow), ("applied", chosen)) if on)
         + ")"
-        for level, factor, elbow, chosen in path[["level", "factor", "elbow", "chosen"]].itertuples(
-            index=False, name=None
-        )
+        for level, factor, elbow, chosen in path[
+            ["level", "factor", "elbow", "applied"]
+        ].itertuples(index=False, name=None)
         if elbow or chosen
     }
     for factor, counts in wide.iterrows():
@@ -149,7 +152,7 @@ def detect_entity_eras(
             start=start,
             horizon=horizon,
             penalty_rule=config.era_penalty_rule,
-            penalty_path=config.era_penalty_path and config.report,
+            draw_penalty_path=config.era_penalty_path and config.report,
         )
     for note in update.notes:
         logger.warning("%s: %s", entity, note)

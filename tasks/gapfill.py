@@ -85,5 +85,5 @@ def fill_and_store(
             logger.warning(
                 "sensor %s of %s has no measured value in the days this run touched", sensor, entity
             )
-    release_memory()
+    release_memory(grid.size)
     return writes

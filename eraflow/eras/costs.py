@@ -58,10 +58,14 @@ def _logdet_spd(a: NDArray[np.float64]) -> float:  # pragma: no cover - numba
         piv = a[k, k]
         if piv == 0.0:
             return -np.inf
-        prod *= abs(piv)
-        if prod > 1e150 or prod < 1e-150:
-            logdet += np.log(prod)
-            prod = 1.0
+        size = abs(piv)
+        if size > 1e150 or size < 1e-150:  # a pivot far from 1: its own logarithm
+            logdet += np.log(size)
+        else:
+            prod *= size
+            if prod > 1e150 or prod < 1e-150:  # keep the product inside the float range
+                logdet += np.log(prod)
+                prod = 1.0
         for i in range(k + 1, d):
             f = a[i, k] / piv
             if f != 0.0:

@@ -31,10 +31,11 @@ __all__ = [
     "PenaltyChoice",
     "PenaltyRule",
     "choose_penalties",
+    "configured_penalties",
     "elbow",
     "path_levels",
     "plot_penalty_path",
-    "set_penalties",
+    "with_factors",
 ]
 
 #: Multiples of each level's configured penalty_scale that the path visits (1 = the set one).
@@ -49,7 +50,7 @@ PenaltyRule = Literal["set", "elbow"]
 #: Segments one entity's grid with the given settings (the eras table, optionally with kind).
 Segmenter = Callable[[EraConfig], pd.DataFrame]
 
-PATH_COLUMNS = ["level", "factor", "penalty_scale", "eras", "chosen", "elbow"]
+PATH_COLUMNS = ["level", "factor", "penalty_scale", "eras", "applied", "elbow"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,13 +98,19 @@ def path_levels(config: EraConfig) -> list[str]:
     ]
 
 
-def set_penalties(config: EraConfig) -> PenaltyChoice:
-    """Rule ``"set"`` without drawing the path: every level at its configured penalty."""
+def with_factors(config: EraConfig, factors: dict[str, float]) -> PenaltyChoice:
+    """Each level's configured ``penalty_scale`` times its factor, without drawing the path."""
+    applied = config
+    for level, factor in factors.items():
+        applied = _with_scale(applied, level, config.level(level).penalty_scale * factor)
     return PenaltyChoice(
-        config=config,
-        path=pd.DataFrame(columns=PATH_COLUMNS),
-        factors=dict.fromkeys(path_levels(config), 1.0),
+        config=applied, path=pd.DataFrame(columns=PATH_COLUMNS), factors=dict(factors)
     )
+
+
+def configured_penalties(config: EraConfig) -> PenaltyChoice:
+    """Rule ``"set"`` without drawing the path: every level at its configured penalty."""
+    return with_factors(config, dict.fromkeys(path_levels(config), 1.0))
 
 
 def choose_penalties(
@@ -138,7 +145,7 @@ def choose_penalties(
                 "factor": factor,
                 "penalty_scale": scale,
                 "eras": int(count),
-                "chosen": factor == pick,
+                "applied": factor == pick,
                 "elbow": i == at,
             }
             for i, (factor, scale, count) in enumerate(zip(ladder, scales, counts, strict=True))
@@ -154,11 +161,13 @@ def elbow(scales: NDArray[np.float64], eras: NDArray[np.int64]) -> int | None:
     Kneedle on log-log axes first: both axes scaled to [0, 1], the knee is the point furthest
     below the chord from the first point to the last, where raising the penalty stops removing
     eras as fast. Then the plateau is checked: from the knee, the first point whose next one
-    on the ladder keeps at least ``1 - PLATEAU_DROP`` of its eras (a stable segmentation).
+    on the ladder (twice the penalty on the default ladder) keeps at least
+    ``1 - PLATEAU_DROP`` of its eras (a stable segmentation).
     None when the count never changes, or no such point comes before the ladder ends (the
     count is still falling fast: no plateau in the range visited).
     """
-    x, y = np.log(np.asarray(scales, dtype=float)), np.log(np.asarray(eras, dtype=float))
+    with np.errstate(divide="ignore"):  # a level without eras: log 0 = -inf, a flat path
+        x, y = np.log(np.asarray(scales, dtype=float)), np.log(np.asarray(eras, dtype=float))
     if len(x) < 3 or y.max() == y.min():
         return None
     xs = (x - x.min()) / (x.max() - x.min())
@@ -198,7 +207,7 @@ def plot_penalty_path(path_table: pd.DataFrame, *, title: str, path: str | Path)
             linewidths=2,
             zorder=4,
         )
-        chosen = part[part["chosen"]]
+        chosen = part[part["applied"]]
         ax.scatter(
             chosen["penalty_scale"],
             chosen["eras"],

@@ -68,7 +68,7 @@ def test_counts_fall_with_the_penalty_and_the_choice_is_the_run() -> None:
     for level, part in path.groupby("level"):
         assert list(part["factor"]) == [0.5, 1.0, 2.0, 8.0]
         assert np.all(np.diff(part["eras"].to_numpy()) <= 0), part  # exact search: monotone
-        chosen = part[part["chosen"]]
+        chosen = part[part["applied"]]
         assert len(chosen) == 1
         assert chosen["eras"].iloc[0] == (eras["level"] == level).sum()
         assert chosen["penalty_scale"].iloc[0] == config.level(str(level)).penalty_scale
@@ -150,7 +150,7 @@ def test_the_applied_factor_is_the_rule_s_and_the_counts_are_the_segmentation_s(
     for level, part in choice.path.groupby("level"):
         at = elbow(part["penalty_scale"].to_numpy(), part["eras"].to_numpy())
         expected = 1.0 if rule == "set" or at is None else part["factor"].iloc[at]
-        assert part.loc[part["chosen"], "factor"].tolist() == [expected]
+        assert part.loc[part["applied"], "factor"].tolist() == [expected]
         assert choice.factors[str(level)] == expected
         # the count at the applied factor is the count of the final segmentation
-        assert part.loc[part["chosen"], "eras"].iloc[0] == (eras["level"] == level).sum()
+        assert part.loc[part["applied"], "eras"].iloc[0] == (eras["level"] == level).sum()

@@ -289,3 +289,31 @@ def test_the_applied_penalties_are_stored_per_entity_and_level(tmp_path: Path) -
     stored = store.read("eras", Key("sim_a"))
     counts = stored[stored["kind"] == "data"].groupby("level").size().to_dict()
     assert rows["eras"].to_dict() == counts
+
+
+def test_a_horizon_keeps_the_penalties_of_the_last_choice(tmp_path: Path) -> None:
+    store = simulated_store(tmp_path, 14)
+    config = EraConfig()
+    update_entity_eras(store, "sim_a", config=config, step=STEP, stages=STAGES)
+    # as if the last whole-history choice had doubled every level's penalty
+    last = store.read("era_penalties", Key("sim_a")).assign(rule="elbow", factor=2.0)
+    store.replace("era_penalties", last, Key("sim_a"))
+    windowed = update_entity_eras(
+        store,
+        "sim_a",
+        config=config,
+        step=STEP,
+        stages=STAGES,
+        start=T0 + pd.Timedelta(days=12),
+        horizon=pd.Timedelta("1D"),
+        penalty_rule="elbow",
+    )
+    assert windowed.window_start is not None  # only the last days were re-segmented ...
+    assert windowed.penalties is not None
+    assert windowed.penalties.factors == {"C": 2.0, "B": 2.0, "A": 2.0}  # ... with the kept ones
+    assert windowed.penalties.config.level_c.penalty_scale == 2 * config.level_c.penalty_scale
+    rows = store.read("era_penalties", Key("sim_a")).set_index("level")
+    assert (rows["factor"] == 2.0).all() and set(rows["rule"]) == {"elbow"}
+    stored = store.read("eras", Key("sim_a"))  # counts: every stored era, not the window's
+    counts = stored[stored["kind"] == "data"].groupby("level").size().to_dict()
+    assert rows["eras"].to_dict() == counts

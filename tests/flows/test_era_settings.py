@@ -33,6 +33,13 @@ def test_the_detection_step_reaches_the_detector() -> None:
         PipelineConfig.build(era_detect_step="often")
 
 
+def test_the_cost_model_reaches_the_detector() -> None:
+    assert era_config(PipelineConfig.build()).model == "normal"
+    assert era_config(PipelineConfig.build(era_model="l2")).model == "l2"
+    with pytest.raises(ConfigError, match="era_model"):
+        PipelineConfig.build(era_model="rbf")
+
+
 def test_gap_settings_reach_the_detector() -> None:
     default = era_config(PipelineConfig.build())
     assert (default.gap_min_duration, default.gap_max_coverage) == ("6h", 0.2)
