@@ -26,66 +26,10 @@ import numba
 import numpy as np
 from numpy.typing import NDArray
 
-from eraflow.eras.costs import (
-    DIRECT_ROWS,
-    NORMAL_CODE,
-    BaseCost,
-    cost_factory,
-    segment_cost,
-)
+from eraflow.eras.costs import BaseCost, cost_factory, segment_cost
 from eraflow.eras.exceptions import BadSegmentationParameters
 
 __all__ = ["bic_penalty", "partition_candidates", "pelt", "pelt_fitted"]
-
-
-@numba.njit(cache=True, inline="always")
-def _normal_cost_to_end(
-    e1: NDArray[np.float64],
-    e2: NDArray[np.float64],
-    s1: NDArray[np.float64],
-    s2: NDArray[np.float64],
-    eps: float,
-    t: int,
-    m: int,
-    a: NDArray[np.float64],
-    work: NDArray[np.float64],
-) -> float:  # pragma: no cover - numba
-    """The normal cost of ``[t, t + m)`` with the end's sums ``e1``, ``e2`` read once per end.
-
-    Cholesky (the covariance plus the floor is symmetric positive definite) and one logarithm
-    of the product of the squared pivots; NaN when a pivot is not positive (the caller then
-    uses the pivoted LU of :func:`eraflow.eras.costs.segment_cost`). Why by hand: PELT spends
-    its time here, and reading the end's sums once and skipping pivot searches and per-pivot
-    logarithms made exact PELT on the 5-minute year about twice as fast.
-    """
-    d = e1.shape[0]
-    for i in range(d):
-        a[i] = e1[i] - s1[t, i]
-    for i in range(d):
-        for j in range(i, d):
-            work[i, j] = ((e2[i, j] - s2[t, i, j]) - a[i] * a[j] / m) / (m - 1)
-        if work[i, i] < 0.0:
-            work[i, i] = 0.0
-        work[i, i] += eps
-    logdet = 0.0
-    prod = 1.0
-    for k in range(d):
-        piv = work[k, k]
-        for p in range(k):
-            piv -= work[p, k] * work[p, k]
-        if not (1e-150 < piv < 1e150):  # not positive definite, or far out: the general path
-            return np.nan
-        root = np.sqrt(piv)
-        prod *= piv
-        if prod > 1e150 or prod < 1e-150:
-            logdet += np.log(prod)
-            prod = 1.0
-        for j in range(k + 1, d):
-            v = work[k, j]
-            for p in range(k):
-                v -= work[p, k] * work[p, j]
-            work[k, j] = v / root
-    return (logdet + np.log(prod)) * m
 
 
 @numba.njit(cache=True)
@@ -112,30 +56,18 @@ def _pelt_core(
     n_adm = 0
     first = min_size if min_size < n else n
     bkp = first
-    fast = code == NORMAL_CODE and d > 1
-    e1 = np.empty(d)
-    e2 = np.empty((d, d))
-    a = np.empty(d)
     while True:
         adm[n_adm] = bkp - min_size
         n_adm += 1
         best = np.inf
         best_t = -1
         n_val = 0
-        if fast:
-            e1[:] = s1[bkp]
-            e2[:, :] = s2[bkp]
         for k in range(n_adm):
             t = adm[k]
             if not has[t]:
                 # ruptures skips it, and zip() then drops it: it is always the newest point
                 continue
-            c = np.nan
-            if fast and bkp - t > DIRECT_ROWS:
-                c = _normal_cost_to_end(e1, e2, s1, s2, eps, t, bkp - t, a, work)
-            if c != c:  # not the fast case, or not positive definite: the general kernel
-                c = segment_cost(code, x, s1, s2, eps, t, bkp, work)
-            v = f[t] + (c + pen)
+            v = f[t] + (segment_cost(code, x, s1, s2, eps, t, bkp, work) + pen)
             vals[n_val] = v
             adm[n_val] = t
             n_val += 1
