@@ -42,6 +42,7 @@ from eraflow.eras.gaps import GAP_METHOD, detect_eras_with_gaps, measured
 from eraflow.eras.penalty_path import (
     PenaltyChoice,
     PenaltyRule,
+    applied_penalty,
     choose_penalties,
     configured_penalties,
     path_levels,
@@ -215,10 +216,9 @@ def penalty_rows(
 ) -> pd.DataFrame:
     """The ``era_penalties`` rows of one segmentation: what each level was segmented with."""
     path = choice.path
-    scaled = path_levels(choice.config)  # levels a penalty_scale applies to
     rows = []
     for level in LEVELS:
-        settings = choice.config.level(level)
+        scale, pen = applied_penalty(choice.config, level)
         elbows = path.loc[(path["level"] == level) & path["elbow"], "factor"]
         data = (eras["level"] == level) & (eras["kind"] != "gap")
         rows.append(
@@ -227,8 +227,8 @@ def penalty_rows(
                 "level": level,
                 "rule": rule,
                 "factor": choice.factors.get(level, np.nan),
-                "penalty_scale": settings.penalty_scale if level in scaled else np.nan,
-                "pen": np.nan if settings.pen is None else settings.pen,
+                "penalty_scale": scale,
+                "pen": pen,
                 "eras": int(data.sum()),
                 "elbow_factor": float(elbows.iloc[0]) if len(elbows) else np.nan,
             }

@@ -14,7 +14,7 @@ from eraflow.batches import EraBatch, batches_for_todo
 from eraflow.catalogue import load_catalogue
 from eraflow.config import PipelineConfig
 from eraflow.eras import EraConfig, plot_eras
-from eraflow.eras.penalty_path import PenaltyChoice, path_levels, plot_penalty_path
+from eraflow.eras.penalty_path import PenaltyChoice, applied_penalty, plot_penalty_path
 from eraflow.feature_store import stage_hashes
 from eraflow.grid import grid_step
 from eraflow.history import EraUpdate, due_eras, update_entity_eras
@@ -52,10 +52,8 @@ def era_config(config: PipelineConfig) -> EraConfig:
 def _penalty_text(applied: EraConfig | None, level: str) -> str:
     if applied is None:
         return "-"
-    settings = applied.level(level)
-    if settings.pen is not None:
-        return f"pen {settings.pen:g}"
-    return f"{settings.penalty_scale:g}" if level in path_levels(applied) else "-"
+    scale, pen = applied_penalty(applied, level)
+    return f"pen {pen:g}" if pen == pen else (f"{scale:g}" if scale == scale else "-")
 
 
 def _publish(entity: str, update: EraUpdate, config: PipelineConfig) -> None:

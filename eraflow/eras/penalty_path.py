@@ -23,13 +23,14 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from eraflow.eras.config import EraConfig
+from eraflow.eras.config import LEVELS, EraConfig
 
 __all__ = [
     "FACTORS",
     "PLATEAU_DROP",
     "PenaltyChoice",
     "PenaltyRule",
+    "applied_penalty",
     "choose_penalties",
     "configured_penalties",
     "elbow",
@@ -63,7 +64,7 @@ class PenaltyChoice:
         The era settings with each level's applied ``penalty_scale``.
     path
         Columns ``level``, ``factor``, ``penalty_scale``, ``eras`` (eras of kind data),
-        ``chosen`` (the applied factor) and ``elbow`` (the elbow's factor). Empty when no
+        ``applied`` (the applied factor) and ``elbow`` (the elbow's factor). Empty when no
         path was drawn; a level with an absolute ``pen``, and level C under BOCPD, have none.
     factors
         ``{level: applied factor}`` of every level with a path.
@@ -75,7 +76,7 @@ class PenaltyChoice:
 
 
 def _with_scale(config: EraConfig, level: str, scale: float) -> EraConfig:
-    levels = {lv: config.level(lv) for lv in ("A", "B", "C")}
+    levels = {lv: config.level(lv) for lv in LEVELS}
     levels[level] = dataclasses.replace(levels[level], penalty_scale=scale)
     return dataclasses.replace(
         config, level_a=levels["A"], level_b=levels["B"], level_c=levels["C"]
@@ -96,6 +97,13 @@ def path_levels(config: EraConfig) -> list[str]:
         for level in ("C", "B", "A")
         if config.level(level).pen is None and (level != "C" or config.method == "pelt")
     ]
+
+
+def applied_penalty(config: EraConfig, level: str) -> tuple[float, float]:
+    """``(penalty_scale, pen)`` a level is segmented with; NaN where it does not apply."""
+    settings = config.level(level)
+    scale = settings.penalty_scale if level in path_levels(config) else np.nan
+    return scale, np.nan if settings.pen is None else settings.pen
 
 
 def with_factors(config: EraConfig, factors: dict[str, float]) -> PenaltyChoice:
