@@ -120,7 +120,7 @@ def backfill(
         from flows.backfill import backfill as backfill_flow
 
         state = cast(
-            State,
+            "State",
             backfill_flow(
                 start=config.start,
                 end=config.end,

@@ -121,7 +121,7 @@ def run_child(
     from prefect.deployments import run_deployment
 
     created = cast(
-        FlowRun,
+        "FlowRun",
         run_deployment(deployment, parameters=parameters, flow_run_name=name, tags=tags, timeout=0),
     )
     return wait_for_child(created.id, timeout=timeout, lost_after=lost_after, poll=poll)
