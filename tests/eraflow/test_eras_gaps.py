@@ -12,7 +12,7 @@ import pytest
 from eraflow.aggregate import aggregate
 from eraflow.catalogue import load_catalogue
 from eraflow.eras import EraConfig, EraWarning, detect_eras
-from eraflow.eras.gaps import detect_eras_with_gaps
+from eraflow.eras.gaps import detect_eras_with_gaps, gap_stretches
 from eraflow.gapfill import gap_fill
 from eraflow.grid import entity_frames
 from eraflow.ingest import load_mapping, read_mapping
@@ -134,3 +134,65 @@ def test_real_gaps_are_eras_of_their_own(greenhouse_dir: Path) -> None:
     assert (
         pd.Timestamp("2014-02-14", tz="UTC") < last["start"] < pd.Timestamp("2014-02-15", tz="UTC")
     )
+
+
+# ---- exact thresholds ---------------------------------------------------------------------------
+def _rows(*parts: tuple[int, int, int]) -> np.ndarray:
+    """``seen`` from ``(rows, signals read, of signals)`` parts, signals read left to right."""
+    return np.concatenate([np.tile(np.arange(d) < k, (n, 1)) for n, k, d in parts])
+
+
+def test_a_stretch_exactly_min_rows_long_is_a_gap() -> None:
+    for min_rows in (1, 4, 7):
+        seen = _rows((5, 2, 2), (min_rows, 0, 2), (5, 2, 2))
+        assert gap_stretches(seen, block=1, min_rows=min_rows, max_coverage=0.5) == [
+            (5, 5 + min_rows)
+        ]
+        shorter = _rows((5, 2, 2), (min_rows - 1, 0, 2), (5, 2, 2))
+        assert gap_stretches(shorter, block=1, min_rows=min_rows, max_coverage=0.5) == []
+
+
+def test_a_missing_stretch_exactly_gap_min_duration_long_is_a_gap_era() -> None:
+    """6 h at 5 minutes: 72 missing rows are a gap era, 71 are data (a 1 h detection step
+    whose blocks the stretch does not align with)."""
+    values, mask = _grid(days=4)
+    a = 2 * 288 + 5
+    exact = values.copy()
+    exact.iloc[a : a + 72, :] = np.nan
+    eras = detect_eras_with_gaps(exact, mask, entity="g", config=CONFIG)
+    gaps = eras[eras["kind"] == "gap"]
+    assert list(gaps["level"]) == ["A", "B", "C"]
+    assert (gaps["start"] == values.index[a]).all() and (gaps["end"] == values.index[a + 72]).all()
+    assert (gaps["rows"] == 72).all()
+    short = values.copy()
+    short.iloc[a : a + 71, :] = np.nan
+    assert (detect_eras_with_gaps(short, mask, entity="g", config=CONFIG)["kind"] == "data").all()
+
+
+@pytest.mark.parametrize(("read", "of", "max_coverage"), [(1, 5, 0.2), (1, 4, 0.25), (1, 2, 0.5)])
+def test_a_block_covered_exactly_at_max_coverage_is_not_low(read, of, max_coverage) -> None:
+    """A block of 12 rows whose one reading (mid-block) covers exactly ``max_coverage`` of the
+    signals is measured: no gap. Any share below it would make the whole block a gap."""
+    assert np.mean(np.arange(of) < read) == max_coverage  # exactly, in floating point
+    block = np.zeros((12, of), dtype=bool)
+    block[6, :read] = True
+    seen = np.concatenate([_rows((12, of, of)), block, _rows((12, of, of))])
+    assert gap_stretches(seen, block=12, min_rows=12, max_coverage=max_coverage) == []
+    # just above the share: the block is mostly missing, and a gap of all its 12 rows
+    above = np.nextafter(max_coverage, 1.0)
+    assert gap_stretches(seen, block=12, min_rows=12, max_coverage=above) == [(12, 24)]
+
+
+def test_a_row_read_exactly_at_max_coverage_belongs_to_the_data() -> None:
+    """The gap's edge moves out over rows read by fewer than ``max_coverage`` of the signals,
+    not over a row read by exactly that share (here 1 of 5 = 0.2)."""
+    seen = np.concatenate(
+        [_rows((7, 5, 5)), _rows((1, 1, 5)), _rows((12, 0, 5)), _rows((1, 1, 5), (3, 5, 5))]
+    )
+    # blocks of 4: rows 4-7 covered (full rows), 8-19 not, 20-23 covered
+    assert seen[7].mean() == 0.2 and seen[20].mean() == 0.2
+    assert gap_stretches(seen, block=4, min_rows=4, max_coverage=0.2) == [(8, 20)]
+    # a row read by less than the share is missing: the gap grows over it on both sides
+    assert gap_stretches(seen, block=4, min_rows=4, max_coverage=np.nextafter(0.2, 1.0)) == [
+        (7, 21)
+    ]

@@ -351,3 +351,34 @@ def test_bad_input() -> None:
         select_features_unsupervised(matrix.assign(s__rel="x"))
     with pytest.raises(DataError, match="no rows"):
         select_features_unsupervised(matrix.iloc[:0])
+
+
+def _exact_r_pair(n_half: int, flips: int) -> tuple[np.ndarray, np.ndarray, float]:
+    """Two balanced +-1 columns (mean 0, population std 1, exactly) that disagree on ``flips``
+    rows: r = (agreeing - disagreeing) / n, an exact binary fraction."""
+    x = np.repeat([1.0, -1.0], n_half)
+    y = x.copy()
+    y[n_half - flips // 2 : n_half + flips // 2] *= -1  # as many +1 as -1 flipped: balanced
+    n = 2 * n_half
+    return 3.0 * x + 10.0, 0.5 * y - 2.0, (n - 2 * flips) / n  # affine: r unchanged
+
+
+@pytest.mark.parametrize(("n_half", "flips", "r"), [(4, 2, 0.5), (8, 2, 0.75)])
+@pytest.mark.parametrize("block_size", [1024, 1])  # within one block, and kept vs next block
+def test_correlation_exactly_at_the_threshold_is_kept(n_half, flips, r, block_size) -> None:
+    """``|r| > threshold`` drops: at ``threshold == r`` both stay, just below it one goes."""
+    x, y, want = _exact_r_pair(n_half, flips)
+    assert want == r
+    # by hand: the +-1 columns agree on n - flips rows and disagree on flips
+    assert np.sum(np.sign(x - 10) == np.sign(y + 2)) == 2 * n_half - flips
+    matrix = pd.DataFrame({"a__x": x, "b__y": y}, index=era_index(len(x)))
+    # the r this code computes is exactly the representable value, not r +- 1 ulp
+    z, m = _standardise(matrix.to_numpy())
+    assert _pairwise_r(np, z, m, z, m, 3)[0, 1] == r
+    at = select_features_unsupervised(matrix, correlation_threshold=r, block_size=block_size)
+    assert at.kept == ["a__x", "b__y"]
+    below = np.nextafter(r, 0.0)
+    res = select_features_unsupervised(matrix, correlation_threshold=below, block_size=block_size)
+    assert res.kept == ["a__x"]
+    sel = res.selection.set_index("feature")
+    assert sel.at["b__y", "reason"] == f"correlated with a__x (r={r:.3f})"
