@@ -9,28 +9,15 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 import pyarrow.compute as pc
 
 from eraflow.store.base import Key, Range, ResultStore
-
-
-@dataclass
-class RunRecord:
-    """What one run measured, filled in stage by stage."""
-
-    run_id: str
-    summary: dict[str, Any] = field(default_factory=dict)
-    stages: dict[str, float] = field(default_factory=dict)
-    quality: pd.DataFrame | None = None
-    plots: dict[str, Path] = field(default_factory=dict)
+from eraflow.summary import RunSummary, save_summary
 
 
 def reason_kind(reason: str) -> str:
@@ -68,6 +55,24 @@ def coverage_by_sensor(
         frame.groupby(["entity", "sensor"])["longest_gap_rows"].max().rename("longest_gap_rows")
     )
     return totals.merge(longest.reset_index(), on=["entity", "sensor"])
+
+
+def grid_rows_stored(
+    store: ResultStore, entities: Sequence[str], start: pd.Timestamp, end: pd.Timestamp
+) -> int:
+    """Grid rows (times) the store holds for ``entities`` over the UTC days of [start, end).
+
+    Read from the daily coverage (a row per sensor and day), not the grid itself: what a
+    backfill reports after chunks it did not run itself (on a deployment, say).
+    """
+    total = 0
+    for entity in entities:
+        days = store.read(
+            "coverage", Key(entity, {"day": Range(start.floor("D"), end)}), columns=["day", "rows"]
+        )
+        if len(days):
+            total += int(days.groupby("day", observed=True)["rows"].max().sum())
+    return total
 
 
 def feature_counts(store: ResultStore, entities: Sequence[str]) -> pd.DataFrame:
@@ -150,19 +155,34 @@ table.t th{background:#f3f3f3} h2{border-bottom:2px solid #b2182b;padding-bottom
 img{max-width:100%} figcaption{font-size:12px;color:#555} .kv td{padding:2px 12px}"""
 
 
-def render_html(record: RunRecord, sections: Mapping[str, pd.DataFrame | None]) -> str:
+def _summary_rows(summary: RunSummary) -> list[tuple[str, str]]:
+    """The summary's scalar facts, in reading order."""
+    rows = [
+        ("kind", summary.kind),
+        ("range (UTC)", f"{summary.start} .. {summary.end}"),
+        ("entities", ", ".join(summary.entities)),
+        ("grid rows", str(summary.grid_rows)),
+    ]
+    if summary.chunks is not None:
+        rows.append(("chunks", str(summary.chunks)))
+    rows += [
+        ("eras with features computed", str(summary.computed_eras)),
+        ("feature values computed", str(summary.feature_rows)),
+        ("selection scope", summary.scope or "-"),
+        ("store", summary.store),
+    ]
+    return rows
+
+
+def render_html(summary: RunSummary, sections: Mapping[str, pd.DataFrame | None]) -> str:
     """The report page: summary, stage times, then one section per table and the plots."""
-    summary = record.summary
     head = "".join(
-        f"<tr><td>{html.escape(str(k))}</td><td>{html.escape(str(v))}</td></tr>"
-        for k, v in summary.items()
-        if k not in ("selection", "batches", "sensors")
+        f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>"
+        for k, v in _summary_rows(summary)
     )
-    stages = pd.DataFrame(
-        {"stage": list(record.stages), "seconds": [round(v, 2) for v in record.stages.values()]}
-    )
+    stages = stage_table(summary)
     parts = [
-        f"<h1>eraflow run {html.escape(record.run_id)}</h1>",
+        f"<h1>eraflow {summary.kind} {html.escape(summary.run_id)}</h1>",
         f"<table class='kv'>{head}</table>",
         "<h2>Time per stage</h2>",
         _table(stages),
@@ -177,28 +197,41 @@ def render_html(record: RunRecord, sections: Mapping[str, pd.DataFrame | None]) 
     for key, frame in sections.items():
         parts += [f"<h2>{html.escape(titles.get(key, key))}</h2>", _table(frame, percent)]
         if key == "eras":
-            parts += [_image(p, f"Eras of {e}") for e, p in record.plots.items() if p.exists()]
+            parts += [
+                _image(Path(p), f"Eras of {e}")
+                for e, p in summary.plots.items()
+                if Path(p).exists()
+            ]
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>eraflow run "
-        f"{html.escape(record.run_id)}</title><style>{STYLE}</style></head><body>"
+        f"{html.escape(summary.run_id)}</title><style>{STYLE}</style></head><body>"
         + "".join(parts)
         + "</body></html>"
     )
 
 
-def write_report(
-    record: RunRecord, sections: Mapping[str, pd.DataFrame | None], folder: Path
-) -> Path:
-    """Write ``runs/<run_id>.html`` and ``.json`` (and ``latest`` copies); returns the HTML."""
-    runs = folder / "runs"
-    runs.mkdir(parents=True, exist_ok=True)
-    page = render_html(record, sections)
-    path = runs / f"{record.run_id}.html"
-    path.write_text(page, encoding="utf-8")
-    (runs / "latest.html").write_text(page, encoding="utf-8")
-    summary = json.dumps(
-        record.summary | {"stages": record.stages, "report": str(path)}, indent=2, default=str
+def stage_table(summary: RunSummary) -> pd.DataFrame:
+    """Seconds per stage, in the order the stages ran."""
+    return pd.DataFrame(
+        {
+            "stage": list(summary.stages),
+            "seconds": [round(v, 2) for v in summary.stages.values()],
+        }
     )
-    (runs / f"{record.run_id}.json").write_text(summary, encoding="utf-8")
-    (runs / "latest.json").write_text(summary, encoding="utf-8")
+
+
+def write_report(
+    summary: RunSummary, sections: Mapping[str, pd.DataFrame | None], folder: Path
+) -> Path:
+    """Write ``<run_id>.html`` (and ``latest.html``) into ``folder``, and the summary's JSON.
+
+    The summary saved is the one given, with ``report`` set to the HTML's path.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{summary.run_id}.html"
+    summary.report = str(path.resolve())
+    page = render_html(summary, sections)
+    path.write_text(page, encoding="utf-8")
+    (folder / "latest.html").write_text(page, encoding="utf-8")
+    save_summary(summary, folder)
     return path

@@ -84,7 +84,7 @@ def era_features_flow(
         for b in era_batches
         if b.stage == "tsfresh"
     ]
-    progress = RunProgress(f"era batches on {device}")
+    progress = RunProgress(f"features on {device}", "batches")
     for done, future in enumerate(as_completed(engine + tsfresh), start=1):
         future.wait()  # as_completed may hand a future over before its state is final
         progress(done, len(engine) + len(tsfresh), str(future.state.name))

@@ -18,8 +18,8 @@ from uuid import UUID
 from prefect import Task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.client.schemas.objects import State, TaskRun
-from tqdm.auto import tqdm
 
+from eraflow.progress import Step, report
 from eraflow.retry import is_transient
 
 
@@ -38,34 +38,34 @@ def retry_transient(task: Task[..., Any], task_run: TaskRun, state: State[Any]) 
 
 
 class RunProgress:
-    """Progress for people: a Prefect progress artifact in the UI and a bar on a terminal."""
+    """A stage's progress in the UI and on the terminal.
 
-    def __init__(self, description: str) -> None:
+    A Prefect progress artifact ("features: 12 of 40 batches") shows on the run, and each
+    step is told to this process's listeners (the command's bar). Call it as the library's
+    progress callback ``(done, total, label)``.
+    """
+
+    def __init__(self, stage: str, unit: str) -> None:
+        self._stage = stage
+        self._unit = unit
         self._artifact: UUID | None = None
-        self._description = description
-        self._bar: tqdm | None = None
+        self._last = Step(stage, 0, 0, unit)
 
-    def __call__(self, done: int, total: int, label: str) -> None:
-        """Report ``done`` of ``total`` steps (the library's progress callback)."""
-        share = 100.0 * done / total if total else 100.0
+    def __call__(self, done: int, total: int, label: str = "") -> None:
+        """Report ``done`` of ``total`` units."""
+        step = Step(self._stage, done, total, self._unit, label)
+        self._last = step
         if self._artifact is None:
-            created = create_progress_artifact(progress=share, description=self._description)
+            created = create_progress_artifact(progress=step.percent, description=step.text)
             self._artifact = created if isinstance(created, UUID) else getattr(created, "id", None)
         else:
-            update_progress_artifact(self._artifact, progress=share)
-        if self._bar is None:
-            self._bar = tqdm(total=total, desc=self._description, leave=False, disable=None)
-        self._bar.set_postfix_str(label, refresh=False)
-        self._bar.update(done - self._bar.n)
-        if done >= total:
-            self._bar.close()
+            update_progress_artifact(self._artifact, progress=step.percent, description=step.text)
+        report(step)
 
     def finish(self) -> None:
-        """Mark the work complete (100 %), also when no step was ever reported."""
-        if self._artifact is not None:
-            update_progress_artifact(self._artifact, progress=100.0)
-        if self._bar is not None:
-            self._bar.close()
+        """Mark the work complete, also when no step was ever reported."""
+        total = max(self._last.total, self._last.done)
+        self(total, total, "done")
 
 
 def markdown_image(png: Path, title: str, *, max_bytes: int = 1_500_000) -> str:

@@ -22,15 +22,25 @@ from eraflow.memory import release_memory
 from eraflow.store import Key
 from eraflow.store.grid import read_entity_grid
 from eraflow.store.parquet import entity_slug
+from eraflow.summary import summary_folder
 from tasks._common import markdown_image, retry_transient
-from tasks.store import store_session
+from tasks.resources import store_session
 
 
-def reports_folder(config: PipelineConfig) -> Path:
-    """Where pictures go: beside the Parquet store (a local folder, whatever the store)."""
-    folder = Path(config.store) / "reports"
+def run_folder(config: PipelineConfig, run_id: str) -> Path:
+    """Where one run's pictures go: ``<store>/reports/runs/<run_id>/``.
+
+    A local folder whatever the store; one per run, so an older run's artifact and report
+    keep showing its own picture.
+    """
+    folder = summary_folder(config.store) / run_id
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+def era_plot_path(config: PipelineConfig, run_id: str, entity: str) -> Path:
+    """The era plot of ``entity`` drawn by run ``run_id``."""
+    return run_folder(config, run_id) / f"eras-{entity_slug(entity)}.png"
 
 
 def era_config(config: PipelineConfig) -> EraConfig:
@@ -56,13 +66,14 @@ def _penalty_text(applied: EraConfig | None, level: str) -> str:
     return f"pen {pen:g}" if pen == pen else (f"{scale:g}" if scale == scale else "-")
 
 
-def _publish(entity: str, update: EraUpdate, config: PipelineConfig) -> None:
+def _publish(entity: str, update: EraUpdate, config: PipelineConfig, run_id: str) -> Path:
+    """Draw the era plot of this run and publish it with a table as an artifact."""
     eras = update.eras
     catalogue = load_catalogue(config.catalogue)
     png = plot_eras(
         update.values,
         eras[eras["start"] >= update.values.index.min()],
-        path=reports_folder(config) / f"eras-{entity_slug(entity)}.png",
+        path=era_plot_path(config, run_id, entity),
         units={name: catalogue.get(name).unit for name in update.values.columns},
     )
     table = [
@@ -83,14 +94,17 @@ def _publish(entity: str, update: EraUpdate, config: PipelineConfig) -> None:
         markdown="\n".join([markdown_image(png, f"Eras of {entity}"), "", *table]),
         description=f"Era boundaries of {entity} per level (A coarse ⊃ B ⊃ C fine)",
     )
+    return png
 
 
-def _publish_penalty_path(entity: str, choice: PenaltyChoice, config: PipelineConfig) -> None:
+def _publish_penalty_path(
+    entity: str, choice: PenaltyChoice, config: PipelineConfig, run_id: str
+) -> None:
     path = choice.path
     png = plot_penalty_path(
         path,
         title=f"{entity}: eras against the penalty ({config.era_penalty_rule})",
-        path=reports_folder(config) / f"penalty-path-{entity_slug(entity)}.png",
+        path=run_folder(config, run_id) / f"penalty-path-{entity_slug(entity)}.png",
     )
     wide = path.pivot_table(index="factor", columns="level", values="eras", aggfunc="first")
     scales = path.pivot_table(index="factor", columns="level", values="penalty_scale")
@@ -131,7 +145,7 @@ def _publish_penalty_path(entity: str, choice: PenaltyChoice, config: PipelineCo
     task_run_name="eras[{entity}]",
 )
 def detect_entity_eras(
-    entity: str, config: PipelineConfig, start: pd.Timestamp | None
+    entity: str, config: PipelineConfig, start: pd.Timestamp | None, run_id: str
 ) -> list[EraBatch]:
     """Re-segment ``entity``'s stored history; return batches of eras whose features are due.
 
@@ -165,9 +179,9 @@ def detect_entity_eras(
         len(update.todo),
     )
     if config.report:
-        _publish(entity, update, config)
+        _publish(entity, update, config, run_id)
         if update.penalties is not None and not update.penalties.path.empty:
-            _publish_penalty_path(entity, update.penalties, config)
+            _publish_penalty_path(entity, update.penalties, config, run_id)
     release_memory()
     return batches_for_todo(update.eras, update.todo, max_rows=config.max_batch_rows)
 
@@ -195,7 +209,7 @@ def due_batches(entity: str, config: PipelineConfig) -> tuple[list[EraBatch], li
 
 
 @task(name="plot-eras", cache_policy=NO_CACHE, task_run_name="plot[{entity}]")
-def plot_entity_eras(entity: str, config: PipelineConfig) -> Path:
+def plot_entity_eras(entity: str, config: PipelineConfig, run_id: str) -> Path:
     """The era plot of the entity's stored history (a backfill's report), as an artifact too."""
     with store_session(config) as store:
         values, fill_mask = read_entity_grid(store, entity, step=grid_step(config.freq))
@@ -211,5 +225,4 @@ def plot_entity_eras(entity: str, config: PipelineConfig) -> Path:
         window_start=None,
         notes=[],
     )
-    _publish(entity, update, config)
-    return reports_folder(config) / f"eras-{entity_slug(entity)}.png"
+    return _publish(entity, update, config, run_id)

@@ -13,6 +13,7 @@ from eraflow.ingest.postgres_source import PostgresSourceConfig, read_postgres
 from eraflow.preflight import check_entities
 from eraflow.simulate import simulate
 from tasks._common import RunProgress, retry_transient
+from tasks.resources import source_connection
 
 
 @task(
@@ -83,15 +84,12 @@ def ingest_sources(config: PipelineConfig) -> list[pd.DataFrame]:
 
 
 def _read_files_or_table(config: PipelineConfig) -> list[IngestResult]:
-    progress = RunProgress(f"ingest {config.source}")
+    progress = RunProgress(
+        f"ingest {config.source}", "rows" if config.source == POSTGRES else "files"
+    )
     if config.source == POSTGRES:
-        from blocks.postgres import PostgresConnection
-
         source = PostgresSourceConfig.parse(config.postgres_source or {})
-        block: PostgresConnection = PostgresConnection.load(  # type: ignore[assignment]
-            str(config.source_block).split("/")[-1]
-        )
-        with block.connect() as connection:
+        with source_connection(config) as connection:
             return [
                 read_postgres(
                     source,

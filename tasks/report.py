@@ -11,15 +11,15 @@ from prefect.cache_policies import NO_CACHE
 
 from eraflow.config import PipelineConfig
 from eraflow.report import (
-    RunRecord,
     coverage_by_sensor,
     eras_by_level,
     feature_counts,
     selection_counts,
+    stage_table,
     write_report,
 )
-from tasks.eras import reports_folder
-from tasks.store import store_session
+from eraflow.summary import RunSummary, save_summary, summary_folder
+from tasks.resources import store_session
 
 
 def _markdown(frame: pd.DataFrame, limit: int = 40) -> str:
@@ -36,15 +36,16 @@ def _markdown(frame: pd.DataFrame, limit: int = 40) -> str:
 
 
 @task(name="report", cache_policy=NO_CACHE)
-def run_report(record: RunRecord, config: PipelineConfig, inputs: pd.DataFrame) -> Path:
-    """Gather the report's tables from the store, write the HTML, publish an artifact."""
-    entities = list(record.summary["entities"])
+def run_report(summary: RunSummary, config: PipelineConfig, inputs: pd.DataFrame) -> Path:
+    """Gather the report's tables from the store, write the HTML and the summary, publish.
+
+    ``inputs`` holds what ingest and aggregation counted per (entity, sensor); a backfill,
+    whose chunks counted theirs, passes an empty frame and the report shows coverage only.
+    """
+    entities = summary.entities
     with store_session(config) as store:
         coverage = coverage_by_sensor(
-            store,
-            entities,
-            pd.Timestamp(record.summary["start"]),
-            pd.Timestamp(record.summary["end"]),
+            store, entities, pd.Timestamp(summary.start), pd.Timestamp(summary.end)
         )
         quality = inputs.astype({"entity": str, "sensor": str}).merge(
             coverage, on=["entity", "sensor"], how="outer"
@@ -53,23 +54,15 @@ def run_report(record: RunRecord, config: PipelineConfig, inputs: pd.DataFrame) 
             "quality": quality,
             "eras": eras_by_level(store, entities),
             "features": feature_counts(store, entities),
-            "selection": selection_counts(store, record.summary.get("scope")),
+            "selection": selection_counts(store, summary.scope),
         }
-    path = write_report(record, sections, reports_folder(config))
+    path = write_report(summary, sections, summary_folder(config.store))
     create_markdown_artifact(
         key="run-report",
         markdown="\n\n".join(
             [
-                f"# eraflow run report\n\nThe whole report: `{path.resolve()}`",
-                "## Time per stage\n\n"
-                + _markdown(
-                    pd.DataFrame(
-                        {
-                            "stage": list(record.stages),
-                            "seconds": [round(s, 1) for s in record.stages.values()],
-                        }
-                    )
-                ),
+                f"# eraflow {summary.kind} report\n\nThe whole report: `{path.resolve()}`",
+                "## Time per stage\n\n" + _markdown(stage_table(summary)),
                 "## Data quality per sensor\n\n" + _markdown(quality.round(3)),
                 "## Eras per level\n\n" + _markdown(sections["eras"].round(3)),
                 "## Selection\n\n" + _markdown(sections["selection"]),
@@ -78,3 +71,11 @@ def run_report(record: RunRecord, config: PipelineConfig, inputs: pd.DataFrame) 
         description="Data quality, eras, features and selection of this run",
     )
     return path
+
+
+def record_summary(summary: RunSummary, config: PipelineConfig) -> Path:
+    """Save the summary where ``eraflow show`` finds it, when no report is written.
+
+    A plain function, not a task: one small file, not worth a task run's API calls.
+    """
+    return save_summary(summary, summary_folder(config.store))

@@ -11,7 +11,7 @@ from eraflow.grid import grid_step
 from eraflow.memory import release_memory
 from eraflow.scope import SelectionSettings, select_scope
 from tasks._common import RunProgress, retry_transient
-from tasks.store import store_session
+from tasks.resources import store_session
 
 
 def selection_settings(config: PipelineConfig) -> SelectionSettings:
@@ -41,7 +41,7 @@ def select_level(
     Only this scope's rows are replaced; other scopes' selections and matrices stay.
     """
     logger = get_run_logger()
-    progress = RunProgress(f"selection {scope}/{level}")
+    progress = RunProgress(f"selection {scope}/{level}", "features screened")
     with store_session(config) as store:
         summary = select_scope(
             store,

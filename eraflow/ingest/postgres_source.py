@@ -317,7 +317,7 @@ def _read(
                 else _long_batch(batch, config)
             )
             if progress is not None:
-                progress(report.rows_read, 0, f"{config.name}: {report.rows_read} rows")
+                progress(report.rows_read, -1, config.name)
     except (psycopg.DataError, psycopg.ProgrammingError) as exc:
         raise IngestError(
             f"source {config.name!r}: reading {config.table!r} failed: {str(exc).strip()}"
