@@ -14,6 +14,7 @@ from typing import Annotated, Any, TypeVar
 
 from cyclopts import App, CycloptsError, Parameter
 from pydantic import BaseModel, ValidationError
+from rich.console import Console
 
 from eraflow.errors import EraflowError, validation_message
 
@@ -43,6 +44,7 @@ def new_app(name: str, help_text: str) -> App:
         name=name,
         help=help_text,
         error_formatter=one_line,
+        error_console=Console(stderr=True, soft_wrap=True),  # one line, whatever the width
         result_action="return_value",
         help_on_error=False,
         default_parameter=Parameter(consume_multiple=True),  # --entities a b

@@ -193,7 +193,9 @@ class PipelineConfig(BaseModel):
         description="Size and seed of the built-in simulator (source 'simulator').",
     )
     source_block: str | None = Field(
-        default=None, description="Source 'postgres': the name of a saved PostgresConnection block."
+        default=None,
+        description="Source 'postgres': a saved PostgreSQL connection block, its name (or "
+        "'eraflow-postgres-connection/name').",
     )
     postgres_source: dict[str, Any] | None = Field(
         default=None,
@@ -221,8 +223,8 @@ class PipelineConfig(BaseModel):
     )
     store_block: str | None = Field(
         default=None,
-        description="A saved store block 'slug/name' instead of the folder, "
-        "e.g. 'eraflow-postgres-store/prod'.",
+        description="A saved store block instead of the folder: its name, or "
+        "'type/name' when two types share it (e.g. 'eraflow-postgres-store/prod').",
     )
     # eras --------------------------------------------------------------------------------
     era_method: Literal["pelt", "bocpd"] = Field(
@@ -439,10 +441,18 @@ class PipelineConfig(BaseModel):
             PostgresSourceConfig.parse(self.postgres_source)
         elif self.source != SIMULATOR and self.data_root is None:
             raise ValueError(f"source {self.source!r} needs data_root (the folder of its files)")
-        if self.store_block is not None and self.store_block.count("/") != 1:
-            raise ValueError(f"store_block {self.store_block!r} must read 'block-type-slug/name'")
+        for option in ("store_block", "source_block"):
+            named = getattr(self, option)
+            if named is not None and (named.count("/") > 1 or not named.rpartition("/")[2]):
+                raise ValueError(f"{option} {named!r} must read 'name' or 'block-type-slug/name'")
         if self.data_root is not None and not self.data_root.is_dir():
             raise ValueError(f"data_root {self.data_root} is not a folder")
+        blocking = next((p for p in (self.store, *self.store.parents) if p.exists()), None)
+        if blocking is not None and not blocking.is_dir():
+            raise ValueError(
+                f"store {self.store}: {blocking} is a file, not a folder; give --store a "
+                "folder (it is created when missing)"
+            )
         return self
 
     @classmethod
@@ -452,3 +462,46 @@ class PipelineConfig(BaseModel):
             return cls.model_validate(values)
         except ValidationError as exc:
             raise ConfigError(f"invalid pipeline parameters: {validation_message(exc)}") from None
+
+
+class BackfillSettings(BaseModel):
+    """How a backfill cuts its range into chunks and where the chunks run.
+
+    Declared once: the ``eraflow backfill`` options and the backfill flow's parameters (so its
+    deployment's form in the UI) come from these fields.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    chunk: str = Field(
+        default="7D",
+        description="Chunk length, a duration such as '7D' or '1D'; chunks are aligned to "
+        "the start, so a re-run replaces the same ranges.",
+    )
+    max_concurrent: int = Field(
+        default=2, ge=1, description="With chunk_deployment: chunk runs at a time."
+    )
+    chunk_deployment: str | None = Field(
+        default=None,
+        description="Run each chunk as a run of this deployment, e.g. "
+        "'feature-pipeline/manual' on a server (the chunks then spread over its workers); "
+        "default: one chunk after the other, in the backfill's own process.",
+    )
+
+    @field_validator("chunk")
+    @classmethod
+    def _chunk(cls, value: str) -> str:
+        try:
+            span = pd.Timedelta(value)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"{value!r} is not a duration like '7D' or '12h'") from exc
+        if span <= pd.Timedelta(0):
+            raise ValueError(f"{value!r} must be a positive duration")
+        return value
+
+    @field_validator("chunk_deployment")
+    @classmethod
+    def _deployment(cls, value: str | None) -> str | None:
+        if value is not None and value.count("/") != 1:
+            raise ValueError(f"{value!r} must read 'flow-name/deployment-name'")
+        return value

@@ -28,6 +28,10 @@ class StoreError(EraflowError):
     """A read from or write to the result store failed."""
 
 
+class TransientError(EraflowError):
+    """A failure that may not happen again, so it is retried (a worker lost mid-run)."""
+
+
 def validation_message(exc: ValidationError) -> str:
     """``field: problem (got value); ...`` from a pydantic error: no URLs, no model dumps."""
     parts = []

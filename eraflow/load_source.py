@@ -32,7 +32,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from tqdm.auto import tqdm
 
 from eraflow.config import UtcTime
-from eraflow.errors import DataError, StoreError
+from eraflow.errors import ConfigError, DataError, StoreError
 from eraflow.ingest import load_mapping, read_mapping
 from eraflow.ingest.postgres_source import table_identifier
 from eraflow.pg import (
@@ -203,6 +203,10 @@ def load(settings: LoadSettings) -> str:
     conninfo, password = split_password(settings.dsn.get_secret_value())
     table_identifier(settings.table)
     mapping = load_mapping(settings.mapping)
+    try:  # the database first: a wrong address is told before the files are read
+        connect(conninfo, password).close()
+    except PostgresConnectionError as exc:
+        raise ConfigError(f"{exc}; nothing was loaded") from None
     with tqdm(desc="read files", unit="file", disable=None, leave=False) as bar:
 
         def progress(done: int, total: int, label: str) -> None:

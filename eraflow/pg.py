@@ -125,14 +125,21 @@ def redact(conninfo: str) -> str:
     return f"postgresql://{user}@{host}:{port}/{db}"
 
 
+CONNECT_TIMEOUT = 10
+"""Seconds to wait for a PostgreSQL server that does not answer."""
+
+
 def connect(conninfo: str, password: str | None = None, **kwargs: Any) -> psycopg.Connection:
     """An autocommit connection in UTC; failures raise a scrubbed ``PostgresConnectionError``.
 
     Autocommit, so reads never leave a transaction open and every write opens its own
-    with ``conn.transaction()``.
+    with ``conn.transaction()``. Waits at most ``CONNECT_TIMEOUT`` seconds for the server
+    unless the DSN or the caller says otherwise (libpq's default is to wait forever).
     """
     if password is not None:
         kwargs["password"] = password
+    if "connect_timeout" not in kwargs and "connect_timeout" not in conninfo:
+        kwargs["connect_timeout"] = CONNECT_TIMEOUT
     try:
         conn = psycopg.connect(conninfo, autocommit=True, **kwargs)
     except psycopg.Error as exc:

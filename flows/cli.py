@@ -8,7 +8,6 @@ Without ``PREFECT_API_URL``, a run starts a private Prefect server that dies wit
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Iterator
@@ -16,38 +15,23 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from eraflow.cli_support import USAGE, new_app, run_app, with_options
-from eraflow.config import PipelineConfig
+from eraflow.config import BackfillSettings, PipelineConfig
 from eraflow.errors import ConfigError
 from eraflow.load_source import LoadSettings, load
 from eraflow.memory import limit_heaps
 from eraflow.preflight import check_config
+from eraflow.ranges import split_range
+from eraflow.summary import RunSummary, load_summary, summary_folder
+from flows.progress_bar import stage_bars
+
+if TYPE_CHECKING:
+    from prefect.client.schemas.objects import State
 
 app = new_app("eraflow", "Greenhouse climate data to era features: a Prefect 3 pipeline.")
 server_app = new_app("eraflow server", "A local Prefect server, work pools and workers.")
 app.command(server_app, name="server")
 PROJECT = Path(__file__).resolve().parents[1]
-
-if TYPE_CHECKING:
-    from prefect.client.schemas.objects import State
-
-
-class BackfillSettings(BaseModel):
-    """How a long range is cut into chunks (the range is the pipeline's start and end)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    chunk: str = Field(default="7D", description="Chunk length, e.g. '7D' or '1D'.")
-    max_concurrent: int = Field(
-        default=2, ge=1, description="With a deployment: chunk runs at a time."
-    )
-    chunk_deployment: str | None = Field(
-        default=None,
-        description="Run each chunk as a run of this deployment (e.g. "
-        "feature-pipeline/manual, on a server); default: one after the other, here.",
-    )
 
 
 @contextmanager
@@ -73,78 +57,87 @@ def _home() -> Path:
     return Path(os.environ.get("PREFECT_HOME", ".prefect-home"))
 
 
-def _print_summary(summary: dict[str, Any]) -> None:
-    print(
-        f"flow run Completed: {summary['grid_rows']} grid rows for "
-        f"{', '.join(summary['entities'])} ({summary['start']} .. {summary['end']})"
-    )
-    done = summary["batches"] or "none (every era was up to date)"
-    print(f"era batches computed: {done}; {summary['feature_rows']} feature values")
-    for level, chosen in summary["selection"].items():
+def _preflight(config: PipelineConfig) -> None:
+    """Every check that needs no Prefect server: settings, files, the source's span, blocks."""
+    check_config(config)
+    _preflight_blocks(config)
+
+
+def _preflight_blocks(config: PipelineConfig) -> None:
+    """Named blocks exist, read from the private server's database (no server started)."""
+    if not os.environ.get("PREFECT_API_URL"):
+        from tasks.resources import check_blocks_offline
+
+        check_blocks_offline(config, _home())
+
+
+def _ended(command: str, state: State[Any]) -> int:
+    """Exit status of a finished flow run; the summary's lines when it completed."""
+    if not state.is_completed():
+        message = " ".join(str(state.message or "").split())
         print(
-            f"selection {summary['scope']}/{level}: {chosen['kept']} of {chosen['features']} "
-            f"features kept over {chosen['eras']} eras"
+            f"eraflow {command}: the flow run ended {state.type.value}: {message}",
+            file=sys.stderr,
         )
-    print(f"results: {summary['store']} ({', '.join(summary['tables'])})")
-    if summary.get("report"):
-        print(f"report: {summary['report']}")
+        return 1
+    summary = RunSummary.model_validate(state.result())
+    print("\n".join(summary.lines()))
+    return 0
 
 
 def run(*, config: PipelineConfig | None = None) -> int:
     """Run the pipeline once (every option below is also a flow parameter)."""
     config = config or PipelineConfig()
-    check_config(config)
+    _preflight(config)
     with _prefect_context(_home()):
         from flows.pipeline import feature_pipeline
+        from tasks.resources import check_resources
 
-        state = cast("State", feature_pipeline(**config.model_dump(mode="json"), return_state=True))
-    if not state.is_completed():
-        print(
-            f"eraflow run: the flow run ended {state.type.value}: {state.message}", file=sys.stderr
-        )
-        return 1
-    _print_summary(state.result())
-    return 0
+        check_resources(config)
+        with stage_bars():
+            state = cast(
+                "State[Any]",
+                feature_pipeline(**config.model_dump(mode="json"), return_state=True),
+            )
+    return _ended("run", state)
 
 
 def backfill(
     *, config: PipelineConfig | None = None, chunks: BackfillSettings | None = None
 ) -> int:
-    """Run a long range in chunks, then select features once (start and end are required)."""
+    """Run a long range in chunks, then eras, features and selection once.
+
+    Start and end are required. Chunks run here one after the other, or as runs of
+    --chunk-deployment on a server (PREFECT_API_URL).
+    """
     config, chunks = config or PipelineConfig(), chunks or BackfillSettings()
     if config.start is None or config.end is None:
         raise ConfigError("a backfill needs --start and --end")
-    check_config(config)
+    _preflight(config)
+    split_range(config.start, config.end, chunks.chunk)
+    if chunks.chunk_deployment is not None and not os.environ.get("PREFECT_API_URL"):
+        raise ConfigError(
+            f"--chunk-deployment {chunks.chunk_deployment}: chunks on a deployment need its "
+            "server: export PREFECT_API_URL (eraflow server up prints the line)"
+        )
     params = config.model_dump(mode="json", exclude={"start", "end"})
     with _prefect_context(_home()):
         from flows.backfill import backfill as backfill_flow
+        from tasks.resources import check_resources
 
-        state = cast(
-            "State",
-            backfill_flow(
-                start=config.start,
-                end=config.end,
-                chunk=chunks.chunk,
-                max_concurrent=chunks.max_concurrent,
-                deployment=chunks.chunk_deployment,
-                parameters=params,
-                return_state=True,
-            ),
-        )
-    if not state.is_completed():
-        print(f"eraflow backfill: ended {state.type.value}: {state.message}", file=sys.stderr)
-        return 1
-    result = state.result()
-    print(
-        f"backfill Completed: {result['chunks']} chunk(s), {result['feature_rows']} feature "
-        f"values computed once at the end; selection {result['scope']}: "
-        + ", ".join(
-            f"{lv} kept {s['kept']} of {s['features']}" for lv, s in result["selection"].items()
-        )
-    )
-    if result.get("report"):
-        print(f"report: {result['report']}")
-    return 0
+        check_resources(config)
+        with stage_bars():
+            state = cast(
+                "State[Any]",
+                backfill_flow(
+                    start=config.start,
+                    end=config.end,
+                    **chunks.model_dump(),
+                    parameters=params,
+                    return_state=True,
+                ),
+            )
+    return _ended("backfill", state)
 
 
 def load_command(*, settings: LoadSettings | None = None) -> int:
@@ -165,13 +158,8 @@ def show(*, store: Path = Path("eraflow-store"), run_id: str | None = None) -> i
     run_id
         The flow run id; default: the latest run.
     """
-    runs = store / "reports" / "runs"
-    path = runs / (f"{run_id}.json" if run_id else "latest.json")
-    if not path.is_file():
-        known = sorted(p.stem for p in runs.glob("*.json") if p.stem != "latest")
-        raise ConfigError(f"no run summary {path}; runs recorded here: {known or 'none'}")
-    summary = json.loads(path.read_text())
-    _print_summary(summary)
+    summary = load_summary(summary_folder(store), run_id)
+    print("\n".join(summary.lines()))
     return 0
 
 
@@ -203,12 +191,16 @@ def matrix(
     """
     if out.suffix not in (".parquet", ".csv"):
         raise ConfigError(f"--out {out}: write a .parquet or a .csv file")
+    folder = next((p for p in out.parents if p.exists()), Path("."))
+    if not folder.is_dir():
+        raise ConfigError(f"--out {out}: {folder} is a file, not a folder; write elsewhere")
     from eraflow.scope import read_feature_matrix
 
     config = PipelineConfig.build(store=store, store_block=store_block)
+    _preflight_blocks(config)
     context = _prefect_context(_home()) if store_block else nullcontext()
     with context:
-        from tasks.store import store_session
+        from tasks.resources import store_session
 
         with store_session(config) as opened:
             frame = read_feature_matrix(opened, scope, level, entity=entity)

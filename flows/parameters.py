@@ -23,13 +23,15 @@ def _default(model: type[BaseModel], name: str) -> Any:
 
 
 def parameters_from(
-    model: type[BaseModel], *, extra: Iterable[inspect.Parameter] = ()
+    model: type[BaseModel], *, extra: Iterable[tuple[inspect.Parameter, str]] = ()
 ) -> Callable[[F], F]:
     """Give ``fn(**params)`` the model's fields as keyword parameters, documented.
 
-    ``extra`` parameters (not in the model) come after the model's; the function's own
-    docstring is the summary, and an ``Args:`` section is appended from the descriptions.
+    ``extra`` parameters (not in the model), each with its description, come before the
+    model's; the function's own docstring is the summary, and an ``Args:`` section is appended
+    from the descriptions (Prefect shows them in the deployment's run form).
     """
+    extra = list(extra)
 
     def decorate(fn: F) -> F:
         fields = model.model_fields
@@ -42,12 +44,12 @@ def parameters_from(
             )
             for name, field in fields.items()
         ]
-        parameters += list(extra)
+        parameters = [p for p, _ in extra] + parameters
         returns = inspect.signature(fn).return_annotation
         fn.__signature__ = inspect.Signature(parameters, return_annotation=returns)  # type: ignore[attr-defined]
         fn.__annotations__ = {p.name: p.annotation for p in parameters} | {"return": returns}
-        described = [(name, field.description or "") for name, field in fields.items()]
-        described += [(p.name, "") for p in extra]
+        described = [(p.name, text) for p, text in extra]
+        described += [(name, field.description or "") for name, field in fields.items()]
         args = "\n".join(f"    {name}: {text}" for name, text in described)
         fn.__doc__ = f"{inspect.cleandoc(fn.__doc__ or '')}\n\nArgs:\n{args}\n"
         return fn

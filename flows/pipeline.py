@@ -7,16 +7,14 @@ Run it on the embedded default with ``eraflow run`` (see ``eraflow run --help``)
 
 from __future__ import annotations
 
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from prefect import flow, get_run_logger, task, unmapped
+from prefect import flow, get_run_logger, unmapped
 from prefect.artifacts import create_markdown_artifact
-from prefect.cache_policies import NO_CACHE
-from prefect.futures import PrefectFuture, wait
+from prefect.futures import PrefectFuture, as_completed, wait
 from prefect.runtime import flow_run
 
 from eraflow.batches import EraBatch
@@ -27,22 +25,22 @@ from eraflow.memory import limit_heaps
 from eraflow.planner import Plan
 from eraflow.preflight import check_config
 from eraflow.ranges import previous_day as day_before
-from eraflow.report import RunRecord
 from eraflow.scope import scope_name
-from eraflow.store import TABLES, Key
-from eraflow.store.parquet import entity_slug
+from eraflow.store import TABLES
+from eraflow.summary import RunSummary, SelectionCount, computed_eras
 from flows.era_features import era_features_flow
 from flows.parameters import parameters_from
 from flows.runners import make_task_runner
+from tasks._common import RunProgress
 from tasks.aggregate import aggregate_grid
-from tasks.children import run_child
-from tasks.eras import detect_entity_eras, reports_folder
+from tasks.children import run_pool_group
+from tasks.eras import detect_entity_eras, era_plot_path
 from tasks.gapfill import fill_and_store
 from tasks.ingest import ingest_sources
 from tasks.planner import plan_era_batches
-from tasks.report import run_report
+from tasks.report import record_summary, run_report
 from tasks.selection import select_level
-from tasks.store import describe_store, store_session
+from tasks.store import describe_store, ledger_rows
 
 
 class StageFailed(EraflowError):
@@ -57,41 +55,6 @@ def _results(futures: list[PrefectFuture[Any]], stage: str) -> list[Any]:
         lines = [f"- {f.state.name}: {f.state.message}" for f in failed]
         raise StageFailed(f"{stage}: {len(failed)} of {len(futures)} failed\n" + "\n".join(lines))
     return [f.result() for f in futures]
-
-
-@task(
-    name="dispatch",
-    cache_policy=NO_CACHE,
-    task_run_name="dispatch[{deployment}/{device} #{worker}]",
-)
-def run_pool_group(
-    deployment: str,
-    device: str,
-    worker: int,
-    batches: list[dict[str, Any]],
-    config: dict[str, Any],
-    run_id: str,
-) -> dict[str, Any]:
-    """One worker group's batches as a child run of the pool's era-features deployment.
-
-    Watched: a lost worker or a timeout fails it instead of hanging (tasks.children).
-    """
-    settings = PipelineConfig.build(**config)
-    child = run_child(
-        f"{deployment}/{device}",
-        parameters={
-            "batches": batches,
-            "config": config,
-            "device": device,
-            "run_id": run_id,
-            "group": worker,
-        },
-        name=f"era-features[{device} #{worker}]",
-        tags=["era-features", device],
-        timeout=settings.seconds("child_timeout"),
-        lost_after=settings.seconds("lost_worker_after"),
-    )
-    return {"flow_run_id": str(child.id), "device": device, "batches": len(batches)}
 
 
 def _dispatch(plan: Plan, config: PipelineConfig, run_id: str) -> dict[str, int]:
@@ -118,7 +81,7 @@ def _dispatch(plan: Plan, config: PipelineConfig, run_id: str) -> dict[str, int]
             for (device, worker), batches in groups.items()
         ]
         _results(futures, "era-features dispatch")
-        return _stored_rows(config, plan, run_id)
+        return ledger_rows(config, sorted({a.batch.entity for a in plan.assignments}), run_id)
     totals = {"engine": 0, "tsfresh": 0}
     subflow = era_features_flow.with_options(task_runner=make_task_runner(config))
     for device in ("gpu", "cpu"):
@@ -129,26 +92,16 @@ def _dispatch(plan: Plan, config: PipelineConfig, run_id: str) -> dict[str, int]
     return totals
 
 
-def _stored_rows(config: PipelineConfig, plan: Plan, run_id: str) -> dict[str, int]:
-    """Feature values this run's children wrote, from the ledger (small: a row per era)."""
-    entities = sorted({a.batch.entity for a in plan.assignments})
-    totals = {"engine": 0, "tsfresh": 0}
-    with store_session(config) as store:
-        for entity in entities:
-            ledger = store.read(
-                "feature_ledger", Key(entity), columns=["stage", "values", "run_id"]
-            )
-            mine = ledger[ledger["run_id"] == run_id]
-            for stage, values in mine.groupby("stage")["values"].sum().items():
-                totals[str(stage)] = totals.get(str(stage), 0) + int(values)
-    return totals
-
-
 def segment_entities(
-    entities: list[str], config: PipelineConfig, start: pd.Timestamp | None
+    entities: list[str], config: PipelineConfig, start: pd.Timestamp | None, run_id: str
 ) -> list[EraBatch]:
     """Re-segment each entity's stored history; the era batches whose features are due."""
-    era_futures = detect_entity_eras.map(entities, unmapped(config), unmapped(start))
+    era_futures = detect_entity_eras.map(
+        entities, unmapped(config), unmapped(start), unmapped(run_id)
+    )
+    progress = RunProgress("eras", "entities")
+    for done, _ in enumerate(as_completed(era_futures), start=1):
+        progress(done, len(era_futures))
     return [b for found in _results(era_futures, "eras") for b in found]
 
 
@@ -164,7 +117,7 @@ def compute_features(
 
 def select_scope_levels(
     config: PipelineConfig, entities: list[str], run_id: str, levels: list[str] | None = None
-) -> dict[str, dict[str, int]]:
+) -> dict[str, SelectionCount]:
     """Select every configured level over the scope of ``entities``, one level at a time.
 
     One after the other, so memory holds one level's matrix at most (level C of a year is
@@ -172,7 +125,10 @@ def select_scope_levels(
     """
     scope = config.selection_scope or scope_name(entities)
     chosen = [lv for lv in (levels or ["A", "B", "C"]) if lv in config.selection_levels]
-    return {level: select_level(level, scope, entities, config, run_id) for level in chosen}
+    return {
+        level: SelectionCount(**select_level(level, scope, entities, config, run_id))
+        for level in chosen
+    }
 
 
 def _run_name() -> str:
@@ -185,7 +141,7 @@ def _run_name() -> str:
 
 @flow(name="feature-pipeline", flow_run_name=_run_name, log_prints=True)
 @parameters_from(PipelineConfig)
-def feature_pipeline(**params: Any) -> dict[str, Any]:
+def feature_pipeline(**params: Any) -> RunSummary:
     """Ingest, grid, eras, features and selection for one range of one or more entities.
 
     Every parameter is validated before any work (a bad one fails the run with a message
@@ -213,7 +169,7 @@ class StageClock:
         self._began = now
 
 
-def run_pipeline(config: PipelineConfig) -> dict[str, Any]:
+def run_pipeline(config: PipelineConfig) -> RunSummary:
     """The stages of one run, in order (called inside the feature-pipeline flow).
 
     Nothing is written before every check that can fail on the input has passed: the
@@ -236,62 +192,57 @@ def run_pipeline(config: PipelineConfig) -> dict[str, Any]:
     entity_names = [w.entity for w in writes]
     clock.lap("gap-fill + store")
 
-    batches = segment_entities(entity_names, config, start_utc) if config.segment else []
-    clock.lap("eras")
     run_id = str(flow_run.get_id() or "local")
+    batches = segment_entities(entity_names, config, start_utc, run_id) if config.segment else []
+    clock.lap("eras")
     live = {w.entity: list(w.sensors) for w in writes}
     plan, rows_by_stage = compute_features(batches, live, config, run_id)
     clock.lap("features")
     selection = select_scope_levels(config, entity_names, run_id) if config.select else {}
     clock.lap("selection")
 
-    store = describe_store(config)
-    summary = {
-        "run_id": run_id,
-        "store": store,
-        "tables": list(TABLES),
-        "grid_rows": sum(w.rows for w in writes),
-        "entities": entity_names,
-        "sensors": {w.entity: len(w.sensors) for w in writes},
-        "batches": {f"{b.entity}/{b.level}/{b.stage}": b.eras for b in batches},
-        "feature_rows": sum(rows_by_stage.values()),
-        "plan": plan.to_frame()["device"].value_counts().to_dict() if batches else {},
-        "features_computed": config.features,
-        "scope": (config.selection_scope or scope_name(entity_names)) if config.select else None,
-        "selection": selection,
-        "start": str(start_utc),
-        "end": str(end_utc),
-    }
-    record = RunRecord(
+    summary = RunSummary(
+        kind="pipeline",
         run_id=run_id,
-        summary=summary,
+        start=start_utc,
+        end=end_utc,
+        entities=entity_names,
+        grid_rows=sum(w.rows for w in writes),
+        sensors={w.entity: len(w.sensors) for w in writes},
+        computed=computed_eras(batches),
+        feature_rows=sum(rows_by_stage.values()),
+        plan=plan.to_frame()["device"].value_counts().to_dict() if batches else {},
+        features_computed=config.features,
+        scope=(config.selection_scope or scope_name(entity_names)) if config.select else None,
+        selection=selection,
+        store=describe_store(config),
+        tables=list(TABLES),
         stages=clock.seconds,
-        plots={e: reports_folder(config) / f"eras-{entity_slug(e)}.png" for e in entity_names},
-    )
-    if config.report:
-        summary["report"] = str(run_report(record, config, inputs).resolve())
-    create_markdown_artifact(
-        key="pipeline-summary",
-        markdown="\n".join(
-            ["# eraflow run", "", "| item | value |", "|---|---|"]
-            + [f"| {k} | {v} |" for k, v in summary.items()]
-            + (
-                []
-                if config.store_block
-                else [
-                    "",
-                    f"Read the results with `pandas.read_parquet('{store}/<table>')` "
-                    f"(tables: {', '.join(TABLES)}).",
-                ]
-            )
+        plots=(
+            {e: str(era_plot_path(config, run_id, e)) for e in entity_names}
+            if config.report and config.segment
+            else {}
         ),
-        description="Where this run's results are",
     )
-    get_run_logger().info("results stored in %s; report %s", store, summary.get("report", "-"))
+    finish_run(summary, config, inputs)
     return summary
 
 
-if __name__ == "__main__":
-    from flows.cli import main
-
-    sys.exit(main(["run", *sys.argv[1:]]))
+def finish_run(summary: RunSummary, config: PipelineConfig, inputs: pd.DataFrame) -> None:
+    """Save the summary (and the report when asked) and say where the results are."""
+    if config.report:
+        summary.report = str(run_report(summary, config, inputs).resolve())
+    else:
+        record_summary(summary, config)
+    rows = "\n".join(f"| {k} | {v} |" for k, v in summary.model_dump(mode="json").items())
+    read_hint = (
+        ""
+        if config.store_block
+        else f"\n\nRead the results with `pandas.read_parquet('{summary.store}/<table>')`."
+    )
+    create_markdown_artifact(
+        key=f"{summary.kind}-summary",
+        markdown=f"# eraflow {summary.kind}\n\n| item | value |\n|---|---|\n{rows}{read_hint}",
+        description="Where this run's results are",
+    )
+    get_run_logger().info("results stored in %s; report %s", summary.store, summary.report or "-")

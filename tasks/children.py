@@ -23,18 +23,25 @@ from typing import Any, cast
 from uuid import UUID
 
 import psutil
-from prefect import get_run_logger
+from prefect import get_run_logger, task
+from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.states import Crashed
 
-from eraflow.errors import EraflowError
+from eraflow.config import PipelineConfig
+from eraflow.errors import EraflowError, TransientError
+from tasks._common import retry_transient
 
 LIVE_STATES = {StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING}
 
 
 class ChildRunFailed(EraflowError):
-    """A child run ended other than Completed, timed out, or lost its worker."""
+    """A child run ended other than Completed, or timed out: not retried."""
+
+
+class LostWorker(ChildRunFailed, TransientError):
+    """A child run's worker or process died: retried, the next try may find a live worker."""
 
 
 def _pool_has_live_worker(client: SyncPrefectClient, pool: str | None) -> bool:
@@ -58,9 +65,12 @@ def _process_gone(run: FlowRun) -> bool:
     return not psutil.pid_exists(int(number))
 
 
-def _give_up(client: SyncPrefectClient, run: FlowRun, why: str) -> ChildRunFailed:
+def _give_up(
+    client: SyncPrefectClient, run: FlowRun, why: str, *, lost: bool = True
+) -> ChildRunFailed:
     client.set_flow_run_state(run.id, Crashed(message=why), force=True)
-    return ChildRunFailed(f"{run.name} (flow run {run.id}): {why}")
+    error = LostWorker if lost else ChildRunFailed
+    return error(f"{run.name} (flow run {run.id}): {why}")
 
 
 def wait_for_child(
@@ -102,7 +112,9 @@ def wait_for_child(
             else:
                 no_worker_since = None
             if time.monotonic() > deadline:
-                raise _give_up(client, run, f"not finished after {timeout:.0f} s (child_timeout)")
+                raise _give_up(
+                    client, run, f"not finished after {timeout:.0f} s (child_timeout)", lost=False
+                )
             logger.debug("waiting for %s: %s", run.name, kind.value)
             time.sleep(poll)
 
@@ -125,3 +137,50 @@ def run_child(
         run_deployment(deployment, parameters=parameters, flow_run_name=name, tags=tags, timeout=0),
     )
     return wait_for_child(created.id, timeout=timeout, lost_after=lost_after, poll=poll)
+
+
+def deployment_parameters(deployment: str | None) -> dict[str, Any]:
+    """A deployment's own default parameters (none without a deployment)."""
+    if deployment is None:
+        return {}
+    with get_client(sync_client=True) as client:
+        return dict(client.read_deployment_by_name(deployment).parameters or {})
+
+
+@task(
+    name="dispatch",
+    cache_policy=NO_CACHE,
+    retries=1,
+    retry_delay_seconds=10,
+    retry_condition_fn=retry_transient,
+    task_run_name="dispatch[{deployment}/{device} #{worker}]",
+)
+def run_pool_group(
+    deployment: str,
+    device: str,
+    worker: int,
+    batches: list[dict[str, Any]],
+    config: dict[str, Any],
+    run_id: str,
+) -> dict[str, Any]:
+    """One worker group's batches as a child run of the pool's era-features deployment.
+
+    Watched: a lost worker or a timeout fails it instead of hanging; a lost worker
+    (transient) is retried once, as a new child run.
+    """
+    settings = PipelineConfig.build(**config)
+    child = run_child(
+        f"{deployment}/{device}",
+        parameters={
+            "batches": batches,
+            "config": config,
+            "device": device,
+            "run_id": run_id,
+            "group": worker,
+        },
+        name=f"era-features[{device} #{worker}]",
+        tags=["era-features", device],
+        timeout=settings.seconds("child_timeout"),
+        lost_after=settings.seconds("lost_worker_after"),
+    )
+    return {"flow_run_id": str(child.id), "device": device, "batches": len(batches)}

@@ -12,7 +12,7 @@ from eraflow.config import PipelineConfig
 from eraflow.grid_update import EntityWrite, recount_coverage, write_entity_range
 from eraflow.memory import release_memory
 from tasks._common import retry_transient
-from tasks.store import store_session
+from tasks.resources import store_session
 
 
 def _coverage_rows(coverage: pd.DataFrame) -> list[dict[str, object]]:

@@ -13,7 +13,7 @@ from eraflow.config import PipelineConfig
 from eraflow.features import gpu_available
 from eraflow.planner import Plan, PlannerSettings, plan_batches
 from eraflow.store import Key
-from tasks.store import store_session
+from tasks.resources import store_session
 
 
 def planner_settings(config: PipelineConfig) -> PlannerSettings:

@@ -14,7 +14,7 @@ from eraflow.errors import DataError
 from eraflow.grid import grid_step
 from eraflow.store import Key, Range, ResultStore
 from eraflow.store.grid import read_entity_grid
-from tasks.store import store_session
+from tasks.resources import store_session
 
 
 @dataclass

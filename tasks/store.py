@@ -1,32 +1,64 @@
-"""The one way tasks open the result store: a saved block if named, else a Parquet folder."""
+"""The small store reads a flow needs, as tasks or functions.
+
+Flows only compose: they never read the store themselves. Stores are opened through
+:mod:`tasks.resources`.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
+from collections.abc import Sequence
 
-from prefect.blocks.core import Block
+import pandas as pd
+from prefect import task
+from prefect.cache_policies import NO_CACHE
 
-import blocks.parquet_store
-import blocks.postgres  # noqa: F401  (both register the block types Block.load resolves)
 from eraflow.config import PipelineConfig
-from eraflow.store import ParquetStore, ResultStore
-
-
-@contextmanager
-def store_session(config: PipelineConfig) -> Iterator[ResultStore]:
-    """The configured store, closed afterwards."""
-    if config.store_block is not None:
-        block: Any = Block.load(config.store_block)
-        store: ResultStore = block.open()
-    else:
-        store = ParquetStore(config.store)
-    with store:
-        yield store
+from eraflow.report import grid_rows_stored
+from eraflow.scope import entities_with_data
+from eraflow.store import Key
+from tasks._common import retry_transient
+from tasks.resources import store_session
 
 
 def describe_store(config: PipelineConfig) -> str:
     """Where results go, for people (a folder, or a DSN without its password)."""
     with store_session(config) as store:
         return store.describe()
+
+
+@task(
+    name="backfill-entities",
+    cache_policy=NO_CACHE,
+    retries=2,
+    retry_delay_seconds=[2, 10],
+    retry_condition_fn=retry_transient,
+)
+def backfill_entities(config: PipelineConfig, start: pd.Timestamp, end: pd.Timestamp) -> list[str]:
+    """The entities the store holds grid data for in [start, end): a backfill's scope."""
+    with store_session(config) as store:
+        return entities_with_data(store, start, end, among=config.entities)
+
+
+def stored_grid_rows(
+    config: PipelineConfig, entities: Sequence[str], start: pd.Timestamp, end: pd.Timestamp
+) -> int:
+    """Grid rows stored for ``entities`` over the UTC days of [start, end) (a summary count)."""
+    with store_session(config) as store:
+        return grid_rows_stored(store, entities, start, end)
+
+
+def ledger_rows(config: PipelineConfig, entities: Sequence[str], run_id: str) -> dict[str, int]:
+    """Feature values run ``run_id`` wrote per stage, from the feature ledger (a row per era).
+
+    How a parent learns what its children on the pools computed.
+    """
+    totals = {"engine": 0, "tsfresh": 0}
+    with store_session(config) as store:
+        for entity in entities:
+            ledger = store.read(
+                "feature_ledger", Key(entity), columns=["stage", "values", "run_id"]
+            )
+            mine = ledger[ledger["run_id"] == run_id]
+            for stage, values in mine.groupby("stage")["values"].sum().items():
+                totals[str(stage)] = totals.get(str(stage), 0) + int(values)
+    return totals

@@ -41,3 +41,22 @@ def test_prefect_yaml_declares_the_deployments_on_their_pools() -> None:
     for deployment in spec["deployments"]:
         env = deployment["work_pool"]["job_variables"]["env"]
         assert env["OPENBLAS_NUM_THREADS"] == "1"
+
+
+def test_every_deployment_form_is_described_and_its_parameters_exist() -> None:
+    """Each deployment's run form (the flow's parameter schema): every field has a description;
+    choices are listed; the parameters prefect.yaml sets are fields of the form."""
+    import importlib
+
+    spec = yaml.safe_load((REPO / "prefect.yaml").read_text(encoding="utf-8"))
+    for deployment in spec["deployments"]:
+        path, name = deployment["entrypoint"].split(":")
+        module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
+        schema = getattr(module, name).parameters.model_dump()
+        fields = schema["properties"]
+        undescribed = [k for k, v in fields.items() if not v.get("description", "").strip()]
+        assert not undescribed, f"{deployment['entrypoint']}: {undescribed}"
+        assert set(deployment.get("parameters", {})) <= set(fields), deployment["name"]
+    pipeline = importlib.import_module("flows.pipeline").feature_pipeline.parameters.model_dump()
+    assert pipeline["properties"]["era_method"]["enum"] == ["pelt", "bocpd"]  # choices listed
+    assert pipeline["properties"]["freq"]["default"] == "5min"

@@ -103,7 +103,7 @@ def test_a_penalty_set_in_the_config_changes_the_eras(tmp_path: Path) -> None:
             a for a in client.read_latest_artifacts(limit=50) if a.key == "penalty-path-pen"
         )
     assert "| 1x (set) |" in str(artifact.data) and f"4: {len(c_coarse)}" in str(artifact.data)
-    assert (tmp_path / "coarse" / "reports" / "penalty-path-pen.png").exists()
+    assert len(list((tmp_path / "coarse" / "reports" / "runs").glob("*/penalty-path-pen.png"))) == 1
     pd.testing.assert_frame_equal(
         again.drop(columns=["run_id"], errors="ignore"),
         coarse.drop(columns=["run_id"], errors="ignore"),
@@ -124,7 +124,7 @@ def test_a_run_without_segmenting_writes_the_grid_and_no_eras(tmp_path: Path) ->
     assert state.is_completed(), state.message
     assert len(pd.read_parquet(store / "grid")) > 0
     assert not (store / "eras").exists() or pd.read_parquet(store / "eras").empty
-    assert state.result()["feature_rows"] == 0
+    assert state.result().feature_rows == 0
 
 
 def test_a_bad_penalty_rule_is_named() -> None:

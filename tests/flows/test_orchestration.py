@@ -23,19 +23,20 @@ def test_the_store_decides_which_batches_run(tmp_path: Path) -> None:
     first = feature_pipeline(**params, return_state=True)
     assert first.is_completed(), first.message
     before = pd.read_parquet(tmp_path / "store" / "features")
-    assert len(first.result()["batches"]) == 3  # the engine at A, B and C
+    assert len(first.result().computed) == 3  # the engine at A, B and C
 
     second = feature_pipeline(**params, return_state=True)
     assert second.is_completed(), second.message
     # The feature ledger holds every era with its fingerprint and settings: nothing runs.
-    assert second.result()["batches"] == {} and second.result()["feature_rows"] == 0
+    assert second.result().computed == []
+    assert second.result().feature_rows == 0
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "store" / "features"), before)
 
     # A changed setting changes the ledger's hash: the engine batches run again, and replace
     # the old profile's rows.
     third = feature_pipeline(**params, features_profile="minimal", return_state=True)
     assert third.is_completed()
-    assert len(third.result()["batches"]) == 3
+    assert len(third.result().computed) == 3
     after = pd.read_parquet(tmp_path / "store" / "features")
     engine = after[after["engine"] == "numpy"]
     assert (
@@ -47,7 +48,8 @@ def test_the_store_decides_which_batches_run(tmp_path: Path) -> None:
 
     shutil.rmtree(tmp_path / "store")
     fourth = feature_pipeline(**params, return_state=True)
-    assert fourth.is_completed() and len(fourth.result()["batches"]) == 3
+    assert fourth.is_completed()
+    assert len(fourth.result().computed) == 3
 
 
 def test_plan_artifact_and_in_process_dispatch(tmp_path: Path) -> None:
@@ -59,7 +61,7 @@ def test_plan_artifact_and_in_process_dispatch(tmp_path: Path) -> None:
     )
     assert state.is_completed(), state.message
     summary = state.result()
-    assert summary["plan"] == {"cpu": len(summary["batches"])}  # no GPU here: all on CPU
+    assert summary.plan == {"cpu": sum(c.batches for c in summary.computed)}  # no GPU: all CPU
     with get_client(sync_client=True) as client:
         artifact = client.read_latest_artifacts(limit=50)
     plan = next(a for a in artifact if a.key == "era-plan")
@@ -97,9 +99,9 @@ def test_daily_run_processes_the_previous_utc_day(tmp_path: Path) -> None:
     )
     assert state.is_completed(), state.message
     summary = state.result()
-    assert summary["start"] == str(today - pd.Timedelta("1D"))
-    assert summary["end"] == str(today)
-    assert summary["grid_rows"] == 288
+    assert summary.start == today - pd.Timedelta("1D")
+    assert summary.end == today
+    assert summary.grid_rows == 288
 
 
 def test_switching_settings_back_never_serves_stale_features(tmp_path: Path) -> None:

@@ -19,6 +19,7 @@ from eraflow.scope import read_feature_matrix
 from eraflow.simulate import simulate
 from eraflow.store import ParquetStore
 from eraflow.store.grid import read_entity_grid
+from eraflow.summary import RunSummary
 from flows.cli import main
 from flows.pipeline import feature_pipeline
 
@@ -38,8 +39,8 @@ def test_simulator_run_stores_every_table_idempotently(tmp_path: Path) -> None:
     state = feature_pipeline(store=str(store), simulator=settings, return_state=True)
     assert state.is_completed(), state.message
     summary = state.result()
-    assert summary["grid_rows"] == 4 * 288 * 2
-    assert summary["entities"] == ["sim_a", "sim_b"]
+    assert summary.grid_rows == 4 * 288 * 2
+    assert summary.entities == ["sim_a", "sim_b"]
 
     stored = pd.read_parquet(store / "grid")
     # The flow stores exactly what the library computes on the same simulated data.
@@ -63,7 +64,9 @@ def test_simulator_run_stores_every_table_idempotently(tmp_path: Path) -> None:
         "eras-sim-a",
         "eras-sim-b",
     } <= keys
-    assert (store / "reports" / "eras-sim_a.png").stat().st_size > 10_000
+    plot = store / "reports" / "runs" / str(run.id) / "eras-sim_a.png"
+    assert summary.plots["sim_a"] == str(plot)
+    assert plot.stat().st_size > 10_000
 
     eras = pd.read_parquet(store / "eras")
     features = pd.read_parquet(store / "features")
@@ -80,7 +83,7 @@ def test_simulator_run_stores_every_table_idempotently(tmp_path: Path) -> None:
     )
     assert keys_of_features == keys_of_eras  # every data era has features, none is orphaned
     assert not features.duplicated(["entity", "level", "era_id", "sensor", "feature"]).any()
-    assert summary["feature_rows"] == len(features)
+    assert summary.feature_rows == len(features)
     # the engine computes tsfresh's efficient catalogue at every level; tsfresh itself is off
     assert set(features["engine"]) == {"numpy"}
     for level in "ABC":
@@ -93,7 +96,7 @@ def test_simulator_run_stores_every_table_idempotently(tmp_path: Path) -> None:
     selection = pd.read_parquet(store / "selection")
     assert set(selection["scope"]) == {"sim_a+sim_b"}
     for level, chosen in selection.groupby("level"):
-        assert summary["selection"][level]["kept"] == chosen["kept"].sum()
+        assert summary.selection[level].kept == chosen["kept"].sum()
         level_features = features[features["level"] == level]
         wide_names = set(
             level_features["sensor"].astype(str) + "__" + level_features["feature"].astype(str)
@@ -116,9 +119,17 @@ def test_simulator_run_stores_every_table_idempotently(tmp_path: Path) -> None:
         ]
         assert wide[kept[0]].iloc[0] == pytest.approx(row["value"].iloc[0], nan_ok=True)
 
+    first_plot = plot.read_bytes()
     again = feature_pipeline(store=str(store), simulator=settings, return_state=True)
     assert again.is_completed()
-    assert again.result()["feature_rows"] == 0  # the store says every era is up to date
+    assert again.result().feature_rows == 0  # the store says every era is up to date
+    assert again.result().computed == []
+    # Each run's artifacts name its own files: the first run's plot is still its own.
+    second_plot = Path(again.result().plots["sim_a"])
+    assert second_plot != plot and second_plot.is_file()
+    assert plot.read_bytes() == first_plot
+    shown = RunSummary.model_validate_json((store / "reports" / "runs" / "latest.json").read_text())
+    assert shown == again.result().model_copy(update={"report": shown.report})
     pd.testing.assert_frame_equal(
         pd.read_parquet(store / "grid")
         .sort_values(["entity", "sensor", "time"])
@@ -216,7 +227,7 @@ def test_empty_range_fails_clearly_and_writes_nothing(tmp_path: Path) -> None:
         return_state=True,
     )
     assert state.is_failed()
-    assert "empty range" in state.message
+    assert "no data in" in state.message and "the simulator covers" in state.message
     assert not (tmp_path / "s").exists()
 
 

@@ -63,7 +63,7 @@ def test_postgres_to_postgres_equals_files_to_parquet(
     }
     state = feature_pipeline(**params, return_state=True)
     assert state.is_completed(), state.message
-    assert "password" not in state.result()["store"]
+    assert "password" not in state.result().store
 
     files = feature_pipeline(
         source="knudjepsen",
@@ -94,7 +94,7 @@ def test_postgres_to_postgres_equals_files_to_parquet(
 
     again = feature_pipeline(**params, return_state=True)  # idempotent re-run of the range
     assert again.is_completed()
-    assert again.result()["feature_rows"] == 0
+    assert again.result().feature_rows == 0
     with PostgresStore(loaded_database, schema="results") as store:
         assert len(store.read("grid")) == grid_rows
 

@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 from eraflow.config import SimulatorSettings
+from eraflow.summary import RunSummary
 from flows.backfill import backfill
 from flows.pipeline import feature_pipeline
 
@@ -51,7 +52,7 @@ def assert_same(a: Path, b: Path, names: list[str]) -> None:
         pd.testing.assert_frame_equal(left, right, check_dtype=False, obj=name)
 
 
-def run(store: Path, **params: Any) -> dict[str, Any]:
+def run(store: Path, **params: Any) -> RunSummary:
     state = feature_pipeline(store=str(store), **(FAST | params), return_state=True)
     assert state.is_completed(), state.message
     return state.result()
@@ -64,12 +65,11 @@ def test_a_chunked_backfill_ends_with_the_tables_of_one_run(tmp_path: Path) -> N
         start="2024-01-01",
         end="2024-01-10",
         chunk="3D",
-        deployment=None,
         parameters={"store": str(chunked)} | FAST,
         return_state=True,
     )
     assert state.is_completed(), state.message
-    assert state.result()["entities"] == ["sim_a", "sim_b"]
+    assert state.result().entities == ["sim_a", "sim_b"]
     assert_same(
         one, chunked, ["grid", "coverage", "eras", "features", "selection", "feature_matrix"]
     )
@@ -85,7 +85,7 @@ def test_rerunning_a_sub_range_keeps_the_eras_outside_it_and_leaves_no_hole(
     run(store, start="2024-01-01", end="2024-01-10")
     before_eras, before_features = table(store, "eras"), table(store, "features")
     summary = run(store, start="2024-01-03", end="2024-01-05")
-    assert summary["feature_rows"] == 0  # same data: every era unchanged, nothing recomputed
+    assert summary.feature_rows == 0  # same data: every era unchanged, nothing recomputed
     after_eras = table(store, "eras")
     pd.testing.assert_frame_equal(after_eras, before_eras)
     pd.testing.assert_frame_equal(table(store, "features"), before_features)

@@ -48,31 +48,30 @@ def filled(tmp_path_factory: pytest.TempPathFactory, prefect_api: None) -> Path:
     return store
 
 
+def write_bad_files(folder: Path) -> Path:
+    """Mapping and catalogue files, bad in the ways the cases need, into ``folder``."""
+    texts = {
+        "broken.toml": "[[sources]\nname = ",
+        "unknown_field.toml": '[[sources]]\nname = "x"\nfiles = ["*.csv"]\ncolour = "red"\n',
+        "no_files.toml": '[[sources]]\nname = "x"\nfiles = ["nothing-*.csv"]\nentity = "e"\n'
+        'time = { columns = ["t"] }\ncolumns = [{ column = "a", sensor = "air_temp_c" }]\n',
+        "bad_zone.toml": '[[sources]]\nname = "x"\nfiles = ["*.csv"]\nentity = "e"\n'
+        'time = { columns = ["t"], timezone = "Mars/Olympus" }\n'
+        'columns = [{ column = "a", sensor = "air_temp_c" }]\n',
+        "cat_broken.toml": "[air_temp_c\nunit = ",
+        "cat_bad_gap.toml": '[air_temp_c]\nmax_fill_gap = "soon"\n',
+        "cat_bad_kind.toml": '[air_temp_c]\nkind = "liquid"\n',
+    }
+    for name, text in texts.items():
+        (folder / name).write_text(text, encoding="utf-8")
+    (folder / "data").mkdir(exist_ok=True)
+    return folder
+
+
 @pytest.fixture
 def files(tmp_path: Path) -> Path:
     """Mapping and catalogue files, bad in the ways the cases need."""
-    (tmp_path / "broken.toml").write_text("[[sources]\nname = ", encoding="utf-8")
-    (tmp_path / "unknown_field.toml").write_text(
-        '[[sources]]\nname = "x"\nfiles = ["*.csv"]\ncolour = "red"\n', encoding="utf-8"
-    )
-    (tmp_path / "no_files.toml").write_text(
-        '[[sources]]\nname = "x"\nfiles = ["nothing-*.csv"]\nentity = "e"\n'
-        'time = { columns = ["t"] }\ncolumns = [{ column = "a", sensor = "air_temp_c" }]\n',
-        encoding="utf-8",
-    )
-    (tmp_path / "bad_zone.toml").write_text(
-        '[[sources]]\nname = "x"\nfiles = ["*.csv"]\nentity = "e"\n'
-        'time = { columns = ["t"], timezone = "Mars/Olympus" }\n'
-        'columns = [{ column = "a", sensor = "air_temp_c" }]\n',
-        encoding="utf-8",
-    )
-    (tmp_path / "cat_broken.toml").write_text("[air_temp_c\nunit = ", encoding="utf-8")
-    (tmp_path / "cat_bad_gap.toml").write_text(
-        '[air_temp_c]\nmax_fill_gap = "soon"\n', encoding="utf-8"
-    )
-    (tmp_path / "cat_bad_kind.toml").write_text('[air_temp_c]\nkind = "liquid"\n', encoding="utf-8")
-    (tmp_path / "data").mkdir()
-    return tmp_path
+    return write_bad_files(tmp_path)
 
 
 # (arguments after the store, expected words in the one error line)
@@ -94,7 +93,7 @@ CASES: list[tuple[list[str], str]] = [
     (["run", "--era-method", "guess"], "guess"),
     (["run", "--features-profile", "huge"], "huge"),
     (["run", "--tsfresh-levels", "Z"], "Z"),
-    (["run", "--store-block", "noslash"], "slug/name"),
+    (["run", "--store-block", "noslash"], "no saved block"),
     (["run", "--source", "postgres"], "needs source_block"),
     (
         [
