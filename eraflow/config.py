@@ -216,6 +216,11 @@ class PipelineConfig(BaseModel):
     freq: str = Field(
         default="5min", description="Grid step, a fixed duration such as '5min' or '1h'."
     )
+    max_grid_span: str = Field(
+        default="7305D",
+        description="Longest grid a run may build for one entity (default 20 years): a "
+        "longer one (a far --start/--end, a stray row) stops the run before any work.",
+    )
     store: Path = Field(
         default=Path("eraflow-store"),
         description="Folder of the Parquet store (and of the "
@@ -410,7 +415,7 @@ class PipelineConfig(BaseModel):
         grid_step(value)
         return value
 
-    @field_validator("era_horizon", "child_timeout", "lost_worker_after")
+    @field_validator("era_horizon", "child_timeout", "lost_worker_after", "max_grid_span")
     @classmethod
     def _duration(cls, value: str | None) -> str | None:
         if value is not None:

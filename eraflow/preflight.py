@@ -11,10 +11,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+
+from eraflow.bounds import GridPlan, check_grid_span, plan_grid, stray_rows
 from eraflow.catalogue import load_catalogue
 from eraflow.config import POSTGRES, SIMULATOR, PipelineConfig
 from eraflow.errors import ConfigError, DataError
 from eraflow.features import gpu_available
+from eraflow.grid import grid_step
 from eraflow.ingest import load_mapping
 from eraflow.ingest.readers import source_files
 from eraflow.ingest.span import (
@@ -22,13 +27,14 @@ from eraflow.ingest.span import (
     check_postgres_span,
     check_span,
     mapping_span,
+    scan_source,
     simulator_span,
 )
 
 __all__ = ["check_config", "check_entities", "check_postgres_span", "source_span"]
 
 
-def check_config(config: PipelineConfig) -> None:
+def check_config(config: PipelineConfig) -> GridPlan | None:
     """Everything knowable before reading data: catalogue, mapping, files, device, entities, range.
 
     A PostgreSQL source's entities and range need a connection: the caller checks them with
@@ -54,8 +60,59 @@ def check_config(config: PipelineConfig) -> None:
             "device 'auto' (GPU when present) or 'cpu'"
         )
     span = source_span(config)
-    if span is not None:
-        check_span(span, entities=config.entities, start=config.start, end=config.end)
+    if span is None:
+        return None  # PostgreSQL: checked once a connection is open (tasks.resources)
+    check_span(span, entities=config.entities, start=config.start, end=config.end)
+    return check_bounds(config, span)
+
+
+def check_bounds(config: PipelineConfig, span: SourceSpan) -> GridPlan:
+    """The grid the run will build, bounded: no stray rows, no span over ``max_grid_span``.
+
+    Returns the plan (what the run states before it builds it).
+    """
+    if config.source not in (SIMULATOR, POSTGRES):
+        for entity, times in _times_in_range(config).items():
+            stray = stray_rows(entity, times)
+            if stray is not None:
+                raise ConfigError(stray.describe(span.source))
+    wanted = set(config.entities) if config.entities is not None else None
+    plan = plan_grid(
+        {
+            name: (part.first, part.last)
+            for name, part in span.entities.items()
+            if part.rows
+            and part.first is not None
+            and part.last is not None
+            and (wanted is None or name in wanted)
+        },
+        start=config.start,
+        end=config.end,
+        step=grid_step(config.freq),
+    )
+    check_grid_span(plan, max_span=pd.Timedelta(config.max_grid_span))
+    return plan
+
+
+def _times_in_range(config: PipelineConfig) -> dict[str, np.ndarray]:
+    """Per entity, the sorted UTC microseconds of a mapped source's rows in the run's range."""
+    mapping = load_mapping(config.source)
+    chosen = [s for s in mapping.sources if config.sources is None or s.name in config.sources]
+    parts: dict[str, list[np.ndarray]] = {}
+    for source in chosen:
+        for entity, times in scan_source(source, Path(config.data_root or ".")).times.items():
+            parts.setdefault(entity, []).append(times)
+    lo = None if config.start is None else pd.Timestamp(config.start).value // 1000
+    hi = None if config.end is None else pd.Timestamp(config.end).value // 1000
+    out = {}
+    for entity, pieces in parts.items():
+        if config.entities is not None and entity not in config.entities:
+            continue
+        times = np.sort(np.concatenate(pieces))
+        a = 0 if lo is None else int(np.searchsorted(times, lo, side="left"))
+        b = len(times) if hi is None else int(np.searchsorted(times, hi, side="left"))
+        out[entity] = times[a:b]
+    return out
 
 
 def source_span(config: PipelineConfig) -> SourceSpan | None:

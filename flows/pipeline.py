@@ -33,12 +33,13 @@ from flows.parameters import parameters_from
 from flows.runners import make_task_runner
 from tasks._common import RunProgress
 from tasks.aggregate import aggregate_grid
-from tasks.children import run_pool_group
+from tasks.children import follow_worker, run_pool_group
 from tasks.eras import detect_entity_eras, era_plot_path
 from tasks.gapfill import fill_and_store
 from tasks.ingest import ingest_sources
 from tasks.planner import plan_era_batches
 from tasks.report import record_summary, run_report
+from tasks.resources import check_resources
 from tasks.selection import select_level
 from tasks.store import describe_store, ledger_rows
 
@@ -148,6 +149,7 @@ def feature_pipeline(**params: Any) -> RunSummary:
     naming it). Times are UTC. With previous_day (the daily deployment) the range is the UTC
     day before the run's scheduled time, so late or backfilled runs process their own day.
     """
+    follow_worker()
     config = PipelineConfig.build(**params)
     if config.previous_day and config.start is None and config.end is None:
         start, end = day_before(flow_run.get_scheduled_start_time())
@@ -177,7 +179,10 @@ def run_pipeline(config: PipelineConfig) -> RunSummary:
     """
     clock = StageClock()
     limit_heaps()
-    check_config(config)
+    from_files = check_config(config)  # both always: the second also checks the store
+    grid_plan = check_resources(config) or from_files
+    if grid_plan is not None:
+        get_run_logger().info("grid to build: %s", grid_plan.describe())
     frames = ingest_sources(config)
     clock.lap("ingest")
     aggregated = aggregate_grid(frames, config)

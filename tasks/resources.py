@@ -15,10 +15,11 @@ from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from eraflow.bounds import GridPlan
 from eraflow.config import POSTGRES, PipelineConfig
 from eraflow.errors import ConfigError
 from eraflow.ingest.span import check_postgres_span
-from eraflow.preflight import source_span
+from eraflow.preflight import check_bounds, source_span
 from eraflow.store import ParquetStore, ResultStore
 
 if TYPE_CHECKING:
@@ -102,19 +103,21 @@ def source_connection(config: PipelineConfig) -> Iterator[psycopg.Connection]:
         yield connection
 
 
-def check_resources(config: PipelineConfig) -> None:
+def check_resources(config: PipelineConfig) -> GridPlan | None:
     """What only a Prefect API or a database can tell, before anything is written.
 
     The store block exists and its store opens (a PostgreSQL store connects); the source
-    block exists, its database answers, and its table holds the entities and the range.
+    block exists, its database answers, and its table holds the entities and the range
+    within the grid's bounds (returned: the grid a PostgreSQL source's run will build).
     An unreachable database here is a mistake in the settings, so a ConfigError.
     """
     try:
         with store_session(config):
             pass
-        if config.source == POSTGRES:
-            with source_connection(config) as connection:
-                check_postgres_span(config, connection)
+        if config.source != POSTGRES:
+            return None
+        with source_connection(config) as connection:
+            return check_bounds(config, check_postgres_span(config, connection))
     except ConnectionError as exc:
         raise ConfigError(f"{exc}; the run wrote nothing") from None
 
