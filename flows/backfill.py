@@ -37,7 +37,7 @@ from flows.pipeline import (
     select_scope_levels,
 )
 from tasks._common import RunProgress, retry_transient
-from tasks.children import deployment_parameters, run_child
+from tasks.children import deployment_parameters, follow_worker, run_child
 from tasks.eras import due_batches, plot_entity_eras
 from tasks.resources import source_rows
 from tasks.store import backfill_entities, describe_store, stored_grid_rows
@@ -111,6 +111,7 @@ def backfill(**params: Any) -> RunSummary:
     with the eras of one run over the range), computes the features of every era the ledger
     lacks once, and selects the scope once.
     """
+    follow_worker()
     settings = BackfillSettings.model_validate(
         {k: v for k, v in params.items() if k in BackfillSettings.model_fields}
     )

@@ -259,6 +259,8 @@ def up(
 ) -> int:
     """Start a Prefect server, the work pools, the deployments and a worker per pool.
 
+    With the server already running, start again only the workers that are not (a dead one).
+
     Parameters
     ----------
     port
@@ -270,11 +272,35 @@ def up(
     deploy
         Create the pools and register prefect.yaml's deployments.
     """
-    from flows.local_server import server_up
+    from flows.local_server import server_up, server_url
 
-    url = server_up(home, port, workers=workers, deploy=deploy, project=PROJECT)
-    print(f"Prefect server on {url.removesuffix('/api')} (logs: {home}/eraflow-server)")
+    started = server_up(home, port, workers=workers, deploy=deploy, project=PROJECT)
+    url = server_url(home)
+    if "server" not in started:
+        print(
+            f"the server of {home} already runs; started again: {', '.join(started) or 'nothing'}"
+        )
+    else:
+        print(f"Prefect server on {url.removesuffix('/api')} (logs: {home}/eraflow-server)")
     print(f"export PREFECT_API_URL={url} PREFECT_HOME={home.resolve()}")
+    return 0
+
+
+@server_app.command
+def restart(*, pool: Literal["cpu-pool", "gpu-pool"], home: Path = Path(".prefect-home")) -> int:
+    """Stop one pool's worker (and its flow runs) and start it again.
+
+    Parameters
+    ----------
+    pool
+        The work pool whose worker to restart.
+    home
+        The PREFECT_HOME given to 'server up'.
+    """
+    from flows.local_server import restart_worker
+
+    restart_worker(home, pool, PROJECT)
+    print(f"{pool}: worker restarted")
     return 0
 
 

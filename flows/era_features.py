@@ -21,6 +21,7 @@ from eraflow.config import PipelineConfig
 from eraflow.errors import ConfigError, validation_message
 from eraflow.features import gpu_available
 from tasks._common import RunProgress
+from tasks.children import follow_worker
 from tasks.features import era_features
 from tasks.tsfresh import era_tsfresh_features
 
@@ -68,6 +69,7 @@ def era_features_flow(
         run_id: The parent pipeline run, written into every feature row.
         group: The planner's worker group of these batches (names the run).
     """
+    follow_worker()
     settings = PipelineConfig.build(**config)
     era_batches = parse_batches(batches)
     if device == "gpu" and not gpu_available():

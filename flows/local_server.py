@@ -12,6 +12,7 @@ worker per pool, each in its own session with a pid file under ``<home>/eraflow-
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import os
 import signal
 import socket
@@ -24,6 +25,8 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 
 import psutil
+
+from eraflow.errors import ConfigError
 
 PREFECT = str(Path(sys.executable).parent / "prefect")
 QUIET = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1"}
@@ -64,24 +67,58 @@ def server_env(home: Path, url: str) -> dict[str, str]:
 
 
 @contextmanager
+def _starting(home: Path, timeout: float) -> Iterator[None]:
+    """One private server at a time sets up the home's database.
+
+    Two commands started at once on a fresh ``PREFECT_HOME`` both ran Prefect's database
+    migrations on the same SQLite file, and one died. The second now waits (at most
+    ``timeout`` s) until the first server answers, then finds the database ready.
+    """
+    with (home / ".server-start.lock").open("a") as handle:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise ConfigError(
+                        f"another eraflow command has been starting its Prefect server in "
+                        f"{home} for {timeout:.0f} s: wait for it, or use another PREFECT_HOME"
+                    ) from None
+                time.sleep(0.2)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+@contextmanager
 def private_server(home: Path, timeout: float = 120.0) -> Iterator[str]:
     """A Prefect server for this process only; yields its API URL, stops it afterwards."""
     home.mkdir(parents=True, exist_ok=True)
     port = free_port()
     url = f"http://127.0.0.1:{port}/api"
-    log = home / "private-server.log"
-    process = subprocess.Popen(
-        [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port), "--analytics-off"],
-        env=server_env(home, url),
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        preexec_fn=_die_with_parent,
-    )
+    log = home / f"private-server-{os.getpid()}.log"
+    with _starting(home, timeout):
+        args = ["server", "start", "--host", "127.0.0.1", "--port", str(port), "--analytics-off"]
+        process = subprocess.Popen(
+            [PREFECT, *args],
+            env=server_env(home, url),
+            stdout=log.open("wb"),
+            stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent,
+        )
+        try:
+            wait_healthy(url, process, timeout, log)
+        except BaseException:
+            stop_tree(process.pid, grace=10.0)
+            raise
     try:
-        wait_healthy(url, process, timeout, log)
         yield url
     finally:
         stop_tree(process.pid, grace=10.0)
+    log.unlink(missing_ok=True)  # kept only when the server failed (its tail is in the error)
 
 
 def stop_tree(pid: int, grace: float) -> list[int]:
@@ -121,15 +158,34 @@ def _start(name: str, args: list[str], env: dict[str, str], home: Path) -> subpr
     return process
 
 
-def server_up(home: Path, port: int, *, workers: bool, deploy: bool, project: Path) -> str:
-    """Start server, pools, deployments and workers; returns the API URL to export."""
-    url = f"http://127.0.0.1:{port}/api"
-    env = server_env(home, url) | {
+def _worker_env(home: Path, url: str, project: Path) -> dict[str, str]:
+    """Workers poll every 2 s and beat every 5 s: a dead one is seen within 15 s."""
+    return server_env(home, url) | {
         "ERAFLOW_HOME": str(project.resolve()),
         "PREFECT_WORKER_QUERY_SECONDS": "2",
+        "PREFECT_WORKER_HEARTBEAT_SECONDS": "5",
     }
+
+
+def _start_worker(pool: str, env: dict[str, str], home: Path) -> None:
+    _start(pool, [PREFECT, "worker", "start", "--pool", pool, "--type", "process"], env, home)
+
+
+def server_up(home: Path, port: int, *, workers: bool, deploy: bool, project: Path) -> list[str]:
+    """Start server, pools, deployments and workers; what was started, in order.
+
+    With the server of ``home`` already running, only the workers that are not (a worker
+    that died) are started again, on that server's port.
+    """
     if _alive(home, "server"):
-        raise RuntimeError(f"a server from {home} is already running: eraflow server down first")
+        url = (_state_dir(home) / "server.url").read_text().strip()
+        env = _worker_env(home, url, project)
+        started = [pool for pool in POOLS if workers and not _alive(home, pool)]
+        for pool in started:
+            _start_worker(pool, env, home)
+        return started
+    url = f"http://127.0.0.1:{port}/api"
+    env = _worker_env(home, url, project)
     server = _start(
         "server",
         [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port), "--analytics-off"],
@@ -137,6 +193,8 @@ def server_up(home: Path, port: int, *, workers: bool, deploy: bool, project: Pa
         home,
     )
     wait_healthy(url, server, 180.0, _state_dir(home) / "server.log")
+    (_state_dir(home) / "server.url").write_text(url)
+    started = ["server"]
     if deploy:
         subprocess.run(
             ["bash", str(project / "deployments" / "create_pools.sh")],
@@ -152,12 +210,28 @@ def server_up(home: Path, port: int, *, workers: bool, deploy: bool, project: Pa
             check=True,
             capture_output=True,
         )
+        started += ["pools", "deployments"]
     if workers:
         for pool in POOLS:
-            _start(
-                pool, [PREFECT, "worker", "start", "--pool", pool, "--type", "process"], env, home
-            )
-    return url
+            _start_worker(pool, env, home)
+        started += list(POOLS)
+    return started
+
+
+def server_url(home: Path) -> str:
+    """The API URL of the server ``server up`` started from ``home``."""
+    return (_state_dir(home) / "server.url").read_text().strip()
+
+
+def restart_worker(home: Path, pool: str, project: Path) -> None:
+    """Stop one pool's worker (and its flow runs) and start it again on the running server."""
+    if not _alive(home, "server"):
+        raise ConfigError(f"no server from {home} runs: eraflow server up first")
+    pid_file = _state_dir(home) / f"{pool}.pid"
+    if pid_file.is_file():
+        stop_tree(int(pid_file.read_text()), grace=5.0)
+        pid_file.unlink()
+    _start_worker(pool, _worker_env(home, server_url(home), project), home)
 
 
 def _alive(home: Path, name: str) -> bool:

@@ -16,7 +16,10 @@ heartbeat interval, 30 s by default) for a dead worker, and one poll for a dead 
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
+import threading
 import time
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -69,8 +72,21 @@ def _give_up(
     client: SyncPrefectClient, run: FlowRun, why: str, *, lost: bool = True
 ) -> ChildRunFailed:
     client.set_flow_run_state(run.id, Crashed(message=why), force=True)
-    error = LostWorker if lost else ChildRunFailed
-    return error(f"{run.name} (flow run {run.id}): {why}")
+    return _lost_or_failed(client, run, why, lost=lost)
+
+
+def _lost_or_failed(
+    client: SyncPrefectClient, run: FlowRun, why: str, *, lost: bool
+) -> ChildRunFailed:
+    """The error for a child whose process or worker was lost.
+
+    LostWorker (retried) while a live worker of the pool can take the run again; otherwise
+    ChildRunFailed at once, naming the child: a retry would only wait for nobody.
+    """
+    if lost and _pool_has_live_worker(client, run.work_pool_name):
+        return LostWorker(f"{run.name} (flow run {run.id}): {why}")
+    alone = f"; no live worker left in {run.work_pool_name}" if lost else ""
+    return ChildRunFailed(f"{run.name} (flow run {run.id}): {why}{alone}")
 
 
 def wait_for_child(
@@ -88,9 +104,11 @@ def wait_for_child(
             if kind not in LIVE_STATES:
                 if kind != StateType.COMPLETED:
                     message = state.message if state is not None else ""
-                    raise ChildRunFailed(
-                        f"{run.name} (flow run {run.id}) ended "
-                        f"{state.name if state else kind}: {message}"
+                    raise _lost_or_failed(
+                        client,
+                        run,
+                        f"ended {state.name if state else kind}: {message}",
+                        lost=kind == StateType.CRASHED,  # its process died, not its work
                     )
                 return run
             if kind in (StateType.PENDING, StateType.RUNNING) and _process_gone(run):
@@ -108,6 +126,7 @@ def wait_for_child(
                         f"no live worker in {run.work_pool_name} for "
                         f"{lost_after:.0f} s (a worker died or none "
                         "runs)",
+                        lost=False,
                     )
             else:
                 no_worker_since = None
@@ -184,3 +203,43 @@ def run_pool_group(
         lost_after=settings.seconds("lost_worker_after"),
     )
     return {"flow_run_id": str(child.id), "device": device, "batches": len(batches)}
+
+
+_FOLLOWING = threading.Event()
+
+
+def follow_worker(poll: float = 1.0, grace: float = 5.0) -> None:
+    """In a flow run a worker started: stop this process when that worker dies.
+
+    A process worker starts each flow run in a session of its own and reads its output, so
+    killing the worker (or its process group) left the runs computing with nobody to report
+    to, until their next console log line hit the broken pipe and ended them with
+    "aborted by Python system exit call" (rich exits on a broken pipe), minutes later. Here a
+    daemon thread watches the parent; once the run is orphaned it points its output at
+    /dev/null and sends itself SIGTERM (Prefect marks the run Crashed), then SIGKILL after
+    ``grace`` seconds if the main thread is stuck in compiled code; the parent's watchdog
+    names the run. Nothing happens unless the parent is a ``prefect worker``, or when
+    already following.
+    """
+    if _FOLLOWING.is_set():
+        return
+    parent = os.getppid()
+    try:
+        command = psutil.Process(parent).cmdline()
+    except psutil.Error:
+        return
+    if "worker" not in command or not any("prefect" in part for part in command):
+        return
+    _FOLLOWING.set()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll)
+        quiet = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(quiet, 1)  # the worker read these: now a broken pipe
+        os.dup2(quiet, 2)
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(grace)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=watch, name="follow-worker", daemon=True).start()

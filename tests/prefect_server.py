@@ -63,6 +63,7 @@ def prefect_server(home: Path) -> Iterator[dict[str, str]]:
         "DO_NOT_TRACK": "1",
         "PREFECT_RESULTS_LOCAL_STORAGE_PATH": str(home / "results"),
         "PREFECT_WORKER_QUERY_SECONDS": "1",
+        "PREFECT_WORKER_HEARTBEAT_SECONDS": "5",
         "PREFECT_CLI_PROMPT": "false",
         "ERAFLOW_HOME": str(REPO),
         "OPENBLAS_NUM_THREADS": "1",

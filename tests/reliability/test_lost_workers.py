@@ -1,13 +1,13 @@
 """Lost workers on a real Prefect server: the parent run ends (Failed), it never hangs.
 
-Two faults: a pool with no live worker (its children wait for nobody), and a worker killed
-with kill -9 while its child run computes (the child's process is gone with it). Both times
-the pipeline must fail, naming the child and the cause, and mark the child Crashed.
+Two faults: a pool with no live worker (its children wait for nobody), and a worker whose
+process group is killed with kill -9 while its child run computes: the child's process, in a
+session of its own, must stop with its worker (tasks.children.follow_worker). Both times the
+pipeline must fail, naming the child and the cause, and mark the child Crashed.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
 import signal
 import subprocess
@@ -115,6 +115,7 @@ def test_a_worker_killed_mid_run_fails_the_parent(deployed: dict[str, str], tmp_
         text=True,
     )
     killed_at = None
+    child_gone: float | None = None
     try:
         deadline = time.monotonic() + 300
         while killed_at is None and time.monotonic() < deadline and parent.poll() is None:
@@ -126,12 +127,12 @@ def test_a_worker_killed_mid_run_fails_the_parent(deployed: dict[str, str], tmp_
                 and r.state.type.value == "RUNNING"
             ]
             if running:
-                os.killpg(workers["gpu-pool"].pid, signal.SIGKILL)  # worker and its runs
-                pid = (running[0].infrastructure_pid or "").rpartition(":")[2]
-                if pid.isdigit():
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(int(pid), signal.SIGKILL)
+                # The README's way: kill the worker's process group. The flow run runs in a
+                # session of its own; it must stop with its worker (tasks.children).
+                os.killpg(workers["gpu-pool"].pid, signal.SIGKILL)
                 killed_at = time.monotonic()
+                pid = (running[0].infrastructure_pid or "").rpartition(":")[2]
+                child_gone = wait_gone(int(pid)) if pid.isdigit() else None
             time.sleep(0.3)
         out, _ = parent.communicate(timeout=400)
         detected = time.monotonic() - (killed_at or 0)
@@ -139,7 +140,23 @@ def test_a_worker_killed_mid_run_fails_the_parent(deployed: dict[str, str], tmp_
         for worker in workers.values():
             stop(worker)
     assert killed_at is not None, "the gpu child never ran (nothing to kill)"
+    assert child_gone is not None and child_gone < 10, "the flow run outlived its worker"
     assert parent.returncode == 1, out[-3000:]
-    assert "process is gone" in out, out[-3000:]
-    print(f"lost worker detected and the parent ended {detected:.1f} s after the kill")
+    assert "era-features[gpu" in out and "no live worker in gpu-pool" in out, out[-3000:]
+    print(
+        f"the child's process ended {child_gone:.1f} s and the parent {detected:.1f} s after "
+        "its worker was killed"
+    )
     assert detected < 120
+
+
+def wait_gone(pid: int, timeout: float = 30.0) -> float | None:
+    """Seconds until process ``pid`` is gone (None: still there after ``timeout``)."""
+    began = time.monotonic()
+    while time.monotonic() - began < timeout:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return time.monotonic() - began
+        time.sleep(0.2)
+    return None
