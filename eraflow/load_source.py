@@ -35,6 +35,7 @@ from eraflow.config import UtcTime
 from eraflow.errors import ConfigError, DataError, StoreError
 from eraflow.ingest import load_mapping, read_mapping
 from eraflow.ingest.postgres_source import table_identifier
+from eraflow.ingest.readers import source_files
 from eraflow.pg import (
     COPY_BLOCK_ROWS,
     Kind,
@@ -203,7 +204,10 @@ def load(settings: LoadSettings) -> str:
     conninfo, password = split_password(settings.dsn.get_secret_value())
     table_identifier(settings.table)
     mapping = load_mapping(settings.mapping)
-    try:  # the database first: a wrong address is told before the files are read
+    for source in mapping.sources:  # the files exist (cheap), then the database answers,
+        if settings.sources is None or source.name in settings.sources:  # then the reading
+            source_files(source, settings.data_root)
+    try:
         connect(conninfo, password).close()
     except PostgresConnectionError as exc:
         raise ConfigError(f"{exc}; nothing was loaded") from None
