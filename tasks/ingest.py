@@ -55,6 +55,7 @@ def ingest_sources(config: PipelineConfig) -> list[pd.DataFrame]:
                 "unmapped_columns": ", ".join(r.report.unmapped_columns),
                 "dst_dropped": r.report.dropped_nonexistent + r.report.dropped_ambiguous,
                 "non_numeric_dropped": sum(r.report.non_numeric_values.values()),
+                "ragged_rows_skipped": r.report.ragged_rows_skipped,
                 "empty_sensors": ", ".join(r.report.empty_sensors),
                 "first": str(r.report.first_time),
                 "last": str(r.report.last_time),
@@ -62,6 +63,12 @@ def ingest_sources(config: PipelineConfig) -> list[pd.DataFrame]:
             for r in results
         ]
         for r in results:
+            if r.report.ragged_rows_skipped:
+                logger.warning(
+                    "%s: %d rows with the wrong number of fields skipped (on_ragged = 'skip')",
+                    r.report.source,
+                    r.report.ragged_rows_skipped,
+                )
             for where, count in r.report.non_numeric_values.items():
                 logger.warning(
                     "%s: %d non-numeric values dropped (%s)", r.report.source, count, where

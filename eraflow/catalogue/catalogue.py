@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import tomllib
 from collections.abc import Iterable, Iterator, Mapping
 from datetime import timedelta
@@ -10,7 +11,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import pandas as pd
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from eraflow.errors import ConfigError
 
@@ -56,32 +65,79 @@ class SensorSpec(BaseModel):
         default=None,
         description="Hampel spike check over this centred span of grid rows (None: off).",
     )
-    spike_sigmas: float = Field(default=5.0, gt=0)
+    spike_sigmas: float = Field(
+        default=5.0, description="A spike is this many robust sigmas from its window's median."
+    )
     spike_min_delta: float = Field(
-        default=0.0, ge=0, description="A spike differs from its window's median by more."
+        default=0.0, description="A spike differs from its window's median by more."
     )
 
     @field_validator("max_fill_gap", "spike_window", mode="before")
     @classmethod
-    def _parse_span(cls, value: Any) -> timedelta | None:
+    def _parse_span(cls, value: Any, info: ValidationInfo) -> timedelta | None:
+        # Positive: a zero fill gap reads as "fill" but fills nothing ("no filling" is
+        # fill = "none"), and a zero spike window is silently widened to three rows.
         if value is None:
             return None
         try:
             span = pd.Timedelta(value)
         except (ValueError, TypeError) as exc:
-            raise ValueError(f"{value!r} is not a duration like '30min'") from exc
-        if pd.isna(span) or span < pd.Timedelta(0):
-            raise ValueError(f"{value!r} must be a non-negative duration")
+            raise ValueError(
+                f"{info.field_name} = {value!r} is not a duration like '30min'"
+            ) from exc
+        if pd.isna(span) or span <= pd.Timedelta(0):
+            fix = (
+                "like '30min' (for no filling, set fill = \"none\")"
+                if info.field_name == "max_fill_gap"
+                else "like '3h', a few times the spikes' length"
+            )
+            raise ValueError(f"{info.field_name} = {value!r} must be a positive duration {fix}")
         return span.to_pytimedelta()
+
+    @field_validator("valid_min", "valid_max")
+    @classmethod
+    def _finite_bound(cls, value: float | None, info: ValidationInfo) -> float | None:
+        # NaN compares false with everything: a NaN bound silently removes the range check.
+        if value is not None and not math.isfinite(value):
+            raise ValueError(
+                f"{info.field_name} = {value} is not a finite number: give a number in the "
+                "sensor's unit, or leave the key out for no bound"
+            )
+        return value
+
+    @field_validator("spike_sigmas")
+    @classmethod
+    def _positive_sigmas(cls, value: float) -> float:
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(
+                f"spike_sigmas = {value} must be a positive, finite number (5.0 is usual)"
+            )
+        return value
+
+    @field_validator("spike_min_delta")
+    @classmethod
+    def _usable_delta(cls, value: float) -> float:
+        # Zero is meaningful (no floor); a negative or NaN floor is a typo, inf disables spikes.
+        if not (math.isfinite(value) and value >= 0):
+            raise ValueError(
+                f"spike_min_delta = {value} must be a finite number >= 0, in the sensor's unit "
+                "(0 for no floor)"
+            )
+        return value
 
     @model_validator(mode="after")
     def _check_range(self) -> SensorSpec:
         if (
             self.valid_min is not None
             and self.valid_max is not None
-            and self.valid_min > self.valid_max
+            and self.valid_min >= self.valid_max
         ):
-            raise ValueError(f"valid_min {self.valid_min} > valid_max {self.valid_max}")
+            above = self.valid_min > self.valid_max
+            raise ValueError(
+                f"valid_min {self.valid_min} {'>' if above else '='} valid_max "
+                f"{self.valid_max}: the valid range would be {'empty' if above else 'one value'}; "
+                "make valid_min smaller than valid_max"
+            )
         return self
 
     @property
@@ -164,11 +220,21 @@ def _build_specs(
         try:
             specs[name] = SensorSpec.model_validate(merged)
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()
-            )
-            raise ConfigError(f"{origin}: sensor [{name}] is invalid: {problems}") from exc
+            problems = "; ".join(_problem(e) for e in exc.errors())
+            # Not chained: the message holds every problem, and a command line that finds a
+            # ValidationError as the cause prints that instead, without the file's name.
+            raise ConfigError(f"{origin}: sensor [{name}] is invalid: {problems}") from None
     return specs
+
+
+def _problem(error: Any) -> str:
+    """``field: problem`` for one pydantic error; our own messages already name the field."""
+    where = ".".join(map(str, error["loc"]))
+    message = str(error["msg"]).removeprefix("Value error, ")
+    given = error.get("input")
+    if error["type"] != "value_error" and isinstance(given, str | int | float):
+        message += f" (got {given!r})"
+    return message if not where or message.startswith(f"{where} ") else f"{where}: {message}"
 
 
 def load_catalogue(user_file: str | Path | None = None) -> Catalogue:

@@ -7,9 +7,12 @@ computer export is a config file, not new code.
 
 from __future__ import annotations
 
+import codecs
+import math
+import re
 import tomllib
 from importlib import resources
-from pathlib import Path
+from pathlib import Path, PureWindowsPath
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -20,6 +23,7 @@ from eraflow.errors import ConfigError
 Ambiguous = Literal["infer", "earliest", "latest", "drop", "raise"]
 Nonexistent = Literal["drop", "shift_forward", "raise"]
 OnDuplicate = Literal["error", "mean", "first", "last"]
+OnRagged = Literal["error", "skip"]
 
 
 class TimeSpec(BaseModel):
@@ -69,6 +73,27 @@ class ColumnMap(BaseModel):
     scale: float = 1.0
     offset: float = 0.0
 
+    @field_validator("scale")
+    @classmethod
+    def _usable_scale(cls, value: float) -> float:
+        # NaN or inf would turn every value into NaN or inf, zero into a flat line of zeros.
+        if not math.isfinite(value) or value == 0:
+            problem = "would make every value 0" if value == 0 else "is not a finite number"
+            raise ValueError(
+                f"scale = {value} {problem}: give a finite, non-zero factor (1.0 keeps the values)"
+            )
+        return value
+
+    @field_validator("offset")
+    @classmethod
+    def _finite_offset(cls, value: float) -> float:
+        if not math.isfinite(value):
+            raise ValueError(
+                f"offset = {value} is not a finite number: give a finite offset in the "
+                "sensor's unit (0.0 keeps the values)"
+            )
+        return value
+
     @model_validator(mode="after")
     def _addressed(self) -> ColumnMap:
         if self.column is None and self.index is None:
@@ -102,6 +127,35 @@ class SourceMapping(BaseModel):
         default_factory=list, description="empty = every non-time column as itself"
     )
     on_duplicate: OnDuplicate = "error"
+    on_ragged: OnRagged = Field(
+        default="error",
+        description="a row whose field count is not the header's: refuse the file, or skip it "
+        "(counted in the report)",
+    )
+
+    @field_validator("files")
+    @classmethod
+    def _inside_root(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            outside = _leaves_root(pattern)
+            if outside:
+                raise ValueError(
+                    f"files pattern {pattern!r} {outside}, so it may read outside the data "
+                    "root: give a pattern relative to --data-root (e.g. 'exports/*.csv'), "
+                    "or point --data-root at the folder that holds the files"
+                )
+        return patterns
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, value: str) -> str:
+        try:
+            codecs.lookup(value)
+        except LookupError as exc:
+            raise ValueError(
+                f"unknown encoding {value!r}: give a Python codec name such as 'utf-8' or 'cp1252'"
+            ) from exc
+        return value
 
     @model_validator(mode="after")
     def _consistent(self) -> SourceMapping:
@@ -129,6 +183,20 @@ class SourceMapping(BaseModel):
         return self
 
 
+def _leaves_root(pattern: str) -> str | None:
+    """Why ``pattern`` could match files outside the root it is globbed under (None: it cannot).
+
+    Both separators count: a mapping written on Windows may be read on Linux and back.
+    """
+    if not pattern.strip():
+        return "is empty"
+    if pattern.startswith(("/", "\\", "~")) or PureWindowsPath(pattern).drive:
+        return "is absolute"
+    if ".." in re.split(r"[/\\]", pattern):
+        return "has a '..' component"
+    return None
+
+
 class MappingFile(BaseModel):
     """A mapping file: one or more sources."""
 
@@ -138,8 +206,24 @@ class MappingFile(BaseModel):
     sources: list[SourceMapping] = Field(min_length=1)
 
 
-def _describe(exc: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+def _describe(exc: ValidationError, raw: dict[str, Any]) -> str:
+    """``source 'name': field: problem`` per error: the source by name, not by its position."""
+    sources = raw.get("sources") if isinstance(raw, dict) else None
+    parts = []
+    for error in exc.errors():
+        loc = list(error["loc"])
+        where = ".".join(map(str, loc))
+        if len(loc) >= 2 and loc[0] == "sources" and isinstance(loc[1], int):
+            entry = sources[loc[1]] if isinstance(sources, list) and loc[1] < len(sources) else {}
+            name = entry.get("name") if isinstance(entry, dict) else None
+            if isinstance(name, str):
+                where = " ".join([f"source {name!r}", ".".join(map(str, loc[2:]))]).strip()
+        message = str(error["msg"]).removeprefix("Value error, ")
+        given = error.get("input")
+        if error["type"] != "value_error" and isinstance(given, str | int | float):
+            message += f" (got {given!r})"
+        parts.append(f"{where}: {message}")
+    return "; ".join(parts)
 
 
 def parse_mapping(raw: dict[str, Any], origin: str = "mapping") -> MappingFile:
@@ -147,7 +231,9 @@ def parse_mapping(raw: dict[str, Any], origin: str = "mapping") -> MappingFile:
     try:
         return MappingFile.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(f"{origin} is invalid: {_describe(exc)}") from exc
+        # Not chained: the message already holds every problem, and a command line that
+        # finds a ValidationError as the cause prints that instead, without the file's name.
+        raise ConfigError(f"{origin} is invalid: {_describe(exc, raw)}") from None
 
 
 def preset_names() -> list[str]:

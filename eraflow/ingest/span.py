@@ -8,8 +8,11 @@ and entity columns alone, so a run can refuse such a mistake before any work (se
 - Mapped files: only the time column(s), and the entity (or long layout's sensor) column where
   the mapping needs one, are read; timestamps are localised like the reader does, falling back
   to a lenient rule where the mapping's DST policy would raise (a span needs bounds and counts,
-  the reader reports the DST problem itself). The scan is cached per process, keyed by the
-  mapping and the files' (path, size, mtime), because a backfill checks once per chunk.
+  the reader reports the DST problem itself). A CSV row whose field count is not the header's
+  is refused or skipped by the reader's own check (``check_ragged``: the same line named, the
+  same rows skipped), and a UTF-8 byte-order mark is dropped. The scan is cached per process,
+  keyed by the mapping and the files' (path, size, mtime), because a backfill checks once per
+  chunk.
 - The simulator: its entities and [simulator start, start + days).
 - A PostgreSQL table: one ``GROUP BY entity`` query (min, max and a filtered count).
 
@@ -38,10 +41,16 @@ import pyarrow.parquet as pq
 from eraflow.errors import ConfigError, IngestError
 from eraflow.ingest.mapping import MappingFile, SourceMapping
 from eraflow.ingest.readers import (
+    RaggedRows,
+    _arrow_encoding,
+    _arrow_sees_ragged,
     _load_table,
     _parse_times,
     _positions,
     _read_header,
+    check_ragged,
+    file_encoding,
+    skip_rows,
     source_files,
 )
 from eraflow.ingest.timezones import localise_to_utc
@@ -334,7 +343,7 @@ def _read_columns(
     labels match the reader's once made text.
     """
     if mapping.format == "json-readings":
-        table, names = _load_table(path, mapping)
+        table, names, _ = _load_table(path, mapping)
         positions = [_positions(names, ref, path, "column") for ref in refs]
         return [table.iloc[:, p] for p in positions] if len(table) else None
     if mapping.format == "parquet":
@@ -346,32 +355,55 @@ def _read_columns(
         wanted = list(dict.fromkeys(names[p] for p in positions))
         frame = pq.read_table(path, columns=wanted).to_pandas()
         return [frame[names[p]] for p in positions] if len(frame) else None
-    header = _read_header(path, mapping)
+    encoding = file_encoding(path, mapping.encoding)
+    header = _read_header(path, mapping, encoding)
     names = header[mapping.name_row] if header else None
     positions = [_positions(names, ref, path, "column") for ref in refs]
     text_positions = set(positions[:times])
+    width = len(names) if names is not None else None
     try:
-        frame = _arrow_csv(path, mapping, positions, text_positions)
+        body, flagged = _arrow_csv(path, mapping, positions, text_positions, width, encoding)
     except (pa.ArrowInvalid, pa.ArrowKeyError, UnicodeDecodeError, KeyError):
-        frame = _pandas_csv(path, mapping, positions, text_positions)
-    if frame is None or not len(frame):
+        body, flagged = None, _arrow_sees_ragged(path, mapping, encoding, width)
+    # The reader's own check: the same refusal, or the same rows skipped (pyarrow left out
+    # every row it flagged, so a flagged file is read again the reader's way).
+    ragged = check_ragged(path, mapping, width, flagged=flagged)
+    if body is None or flagged:
+        body = _pandas_csv(path, mapping, positions, text_positions, encoding, ragged)
+    if body is None or not len(body):
         return None
-    return [frame[p] for p in positions]
+    return [body[p] for p in positions]
 
 
 def _arrow_csv(
-    path: Path, mapping: SourceMapping, positions: list[int], text: set[int]
-) -> pd.DataFrame | None:
-    """Read with pyarrow: several times faster than pandas' parser on a column of a wide file."""
+    path: Path,
+    mapping: SourceMapping,
+    positions: list[int],
+    text: set[int],
+    width: int | None,
+    encoding: str,
+) -> tuple[pd.DataFrame | None, bool]:
+    """Read with pyarrow: several times faster than pandas' parser on a column of a wide file.
+
+    Also says whether a row's field count is not ``width`` (the header's; None: the first
+    row's): such a row is left out here, and the caller reads the file again the reader's way.
+    """
     wanted = sorted(set(positions))
+    flagged: list[int] = []
+
+    def invalid(row: pacsv.InvalidRow) -> str:
+        flagged.append(row.actual_columns)
+        return "skip"
+
     table = pacsv.read_csv(
         path,
         read_options=pacsv.ReadOptions(
             skip_rows=mapping.header_rows,
-            autogenerate_column_names=True,
-            encoding=mapping.encoding,
+            column_names=None if width is None else [f"f{i}" for i in range(width)],
+            autogenerate_column_names=width is None,
+            encoding=_arrow_encoding(encoding),
         ),
-        parse_options=pacsv.ParseOptions(delimiter=mapping.delimiter),
+        parse_options=pacsv.ParseOptions(delimiter=mapping.delimiter, invalid_row_handler=invalid),
         convert_options=pacsv.ConvertOptions(
             include_columns=[f"f{p}" for p in wanted],
             column_types={f"f{p}": pa.string() for p in wanted if p in text},
@@ -380,7 +412,10 @@ def _arrow_csv(
             quoted_strings_can_be_null=True,
         ),
     )
-    return pd.DataFrame({p: table.column(f"f{p}").to_pandas(types_mapper=_strings) for p in wanted})
+    frame = pd.DataFrame(
+        {p: table.column(f"f{p}").to_pandas(types_mapper=_strings) for p in wanted}
+    )
+    return frame, bool(flagged)
 
 
 def _strings(dtype: pa.DataType) -> pd.api.extensions.ExtensionDtype | None:
@@ -390,19 +425,27 @@ def _strings(dtype: pa.DataType) -> pd.api.extensions.ExtensionDtype | None:
 
 
 def _pandas_csv(
-    path: Path, mapping: SourceMapping, positions: list[int], text: set[int]
+    path: Path,
+    mapping: SourceMapping,
+    positions: list[int],
+    text: set[int],
+    encoding: str,
+    ragged: RaggedRows | None,
 ) -> pd.DataFrame | None:
-    """Read with pandas' C parser, as the reader does: for files pyarrow's stricter one refuses."""
+    """Read with pandas' C parser, as the reader does: for files pyarrow's stricter one refuses.
+
+    ``ragged`` rows (under ``on_ragged = "skip"``) are skipped, as the reader skips them.
+    """
     try:
         return pd.read_csv(
             path,
             sep=mapping.delimiter,
             header=None,
-            skiprows=mapping.header_rows,
+            skiprows=skip_rows(mapping, ragged),
             usecols=sorted(set(positions)),
             na_values=mapping.na_values,
             keep_default_na=False,
-            encoding=mapping.encoding,
+            encoding=encoding,
             dtype={p: "string" for p in text},
             low_memory=False,
         )

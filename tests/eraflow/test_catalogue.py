@@ -69,3 +69,48 @@ def test_bad_user_files(tmp_path: Path, text: str, message: str) -> None:
 def test_missing_user_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_catalogue(tmp_path / "absent.toml")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("valid_min = nan", "valid_min = nan is not a finite number"),
+        ("valid_max = inf", "valid_max = inf is not a finite number"),
+        ("valid_min = -inf", "valid_min = -inf is not a finite number"),
+        ("valid_min = 60.0", "valid_min 60.0 = valid_max 60.0: the valid range would be one value"),
+        ("valid_min = 70.0", "valid_min 70.0 > valid_max 60.0: the valid range would be empty"),
+        ('spike_window = "0h"', "spike_window = '0h' must be a positive duration"),
+        ('max_fill_gap = "-5min"', "max_fill_gap = '-5min' must be a positive duration"),
+        (
+            'max_fill_gap = "0s"',
+            "max_fill_gap = '0s' must be a positive duration like '30min' (for no filling, "
+            'set fill = "none")',
+        ),
+        ("spike_sigmas = 0", "spike_sigmas = 0.0 must be a positive, finite number"),
+        ("spike_sigmas = inf", "spike_sigmas = inf must be a positive, finite number"),
+        ("spike_min_delta = nan", "spike_min_delta = nan must be a finite number >= 0"),
+        ("spike_min_delta = -1", "spike_min_delta = -1.0 must be a finite number >= 0"),
+    ],
+)
+def test_a_value_that_would_switch_a_check_off_silently_is_refused(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    # air_temp_c is packaged with valid_max 60, so one overriding key is judged with it.
+    user = tmp_path / "site.toml"
+    user.write_text(f"[air_temp_c]\n{text}\n", encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_catalogue(user)
+    assert str(caught.value).startswith(f"{user}: sensor [air_temp_c] is invalid: {message}")
+
+
+def test_bounds_and_durations_at_their_edges_are_kept(tmp_path: Path) -> None:
+    user = tmp_path / "site.toml"
+    user.write_text(
+        '[leaf_wetness]\nvalid_min = -0.5\nvalid_max = -0.25\nmax_fill_gap = "1s"\n'
+        'spike_window = "1min"\nspike_sigmas = 0.5\nspike_min_delta = 0\n',
+        encoding="utf-8",
+    )
+    spec = load_catalogue(user).get("leaf_wetness")
+    assert (spec.valid_min, spec.valid_max) == (-0.5, -0.25)
+    assert (spec.max_fill_gap, spec.spike_window) == (timedelta(seconds=1), timedelta(minutes=1))
+    assert (spec.spike_sigmas, spec.spike_min_delta) == (0.5, 0.0)

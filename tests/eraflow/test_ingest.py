@@ -248,3 +248,182 @@ def test_json_readings(tmp_path: Path) -> None:
     write(tmp_path, '{"not": "a list"}', "s.json")
     with pytest.raises(IngestError, match="not a JSON list"):
         read_source(m, tmp_path)
+
+
+# -- rows whose field count is not the header's, byte-order marks, files outside the root -----
+
+RAGGED = (  # the operator's file: a decimal comma in a ','-separated export (line 2)
+    "t,temp,co2,rh\n"
+    "2024-03-01 00:00:00,20,07,790.9,69.1\n"
+    "2024-03-01 00:05:00,20.5,801,70.2\n"
+    "2024-03-01 00:10:00,21.25,812,68.5\n"
+)
+RAGGED_COLUMNS = [
+    {"column": "temp", "sensor": "air_temp_c"},
+    {"column": "co2", "sensor": "co2_ppm"},
+    {"column": "rh", "sensor": "rh_percent"},
+]
+
+
+def ragged_mapping(**fields: object) -> SourceMapping:
+    return mapping(time={"columns": ["t"]}, columns=RAGGED_COLUMNS, **fields)
+
+
+def test_a_row_with_more_fields_than_the_header_is_refused_naming_its_line(
+    tmp_path: Path,
+) -> None:
+    path = write(tmp_path, RAGGED)
+    with pytest.raises(IngestError) as caught:
+        read_source(ragged_mapping(), tmp_path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}: line 2 has 5 fields, the header has 4 (1 such row); ")
+    assert "decimal comma" in message and 'on_ragged = "skip"' in message
+
+
+def test_on_ragged_skip_skips_and_counts_the_rows_and_keeps_the_good_ones_exact(
+    tmp_path: Path,
+) -> None:
+    write(tmp_path, RAGGED)
+    result = read_source(ragged_mapping(on_ragged="skip"), tmp_path)
+    assert result.report.ragged_rows_skipped == 1
+    assert result.report.rows_read == 2
+    got = result.frame.set_index(["sensor", "time"])["value"].to_dict()
+    five, ten = (
+        pd.Timestamp("2024-03-01 00:05", tz="UTC"),
+        pd.Timestamp("2024-03-01 00:10", tz="UTC"),
+    )
+    assert got == {
+        ("air_temp_c", five): 20.5,
+        ("air_temp_c", ten): 21.25,
+        ("co2_ppm", five): 801.0,
+        ("co2_ppm", ten): 812.0,
+        ("rh_percent", five): 70.2,
+        ("rh_percent", ten): 68.5,
+    }
+
+
+def test_a_short_row_is_refused_at_its_line_as_an_editor_counts_it(tmp_path: Path) -> None:
+    # Line 3 is blank, line 4 holds a value with a quoted line break (it ends on line 5), so
+    # the short row is the file's 6th line though only its 4th record after the header.
+    path = write(
+        tmp_path,
+        "t;temp;note\n"
+        "2024-03-01 00:00:00;20,5;ok\n"
+        "\n"
+        '2024-03-01 00:05:00;20,6;"two\nlines"\n'
+        "2024-03-01 00:10:00;20,7\n"
+        "2024-03-01 00:15:00;20,8;ok\n",
+    )
+    source = mapping(
+        delimiter=";",
+        decimal=",",
+        time={"columns": ["t"]},
+        columns=[{"column": "temp", "sensor": "air_temp_c"}],
+    )
+    with pytest.raises(IngestError) as caught:
+        read_source(source, tmp_path)
+    assert str(caught.value).startswith(
+        f"{path}: line 6 has 2 fields, the header has 3 (1 such row); a row cut short"
+    )
+    kept = read_source(source.model_copy(update={"on_ragged": "skip"}), tmp_path)
+    assert kept.report.ragged_rows_skipped == 1
+    assert kept.frame["value"].tolist() == [20.5, 20.6, 20.8]
+    assert kept.frame["time"].dt.minute.tolist() == [0, 5, 15]
+
+
+def test_a_quoted_delimiter_is_one_field_not_a_ragged_row(tmp_path: Path) -> None:
+    write(tmp_path, 't,temp,note\n2024-03-01 00:00:00,20.5,"a, b"\n2024-03-01 00:05:00,21,c\n')
+    source = mapping(time={"columns": ["t"]}, columns=[{"column": "temp", "sensor": "air_temp_c"}])
+    result = read_source(source, tmp_path)
+    assert result.frame["value"].tolist() == [20.5, 21.0]
+    assert result.report.ragged_rows_skipped == 0
+
+
+def test_a_file_without_a_header_is_held_to_its_first_rows_width(tmp_path: Path) -> None:
+    write(tmp_path, "2024-03-01 00:00,1.5,2.5\n2024-03-01 00:05,3.5\n2024-03-01 00:10,4.5,5.5\n")
+    source = mapping(
+        header_rows=0,
+        time={"columns": [0]},
+        columns=[{"index": 1, "sensor": "air_temp_c"}, {"index": 2, "sensor": "co2_ppm"}],
+    )
+    with pytest.raises(
+        IngestError, match=r"line 2 has 2 fields, the first row has 3 \(1 such row\)"
+    ):
+        read_source(source, tmp_path)
+    kept = read_source(source.model_copy(update={"on_ragged": "skip"}), tmp_path).frame
+    assert kept[kept["sensor"] == "co2_ppm"]["value"].tolist() == [2.5, 5.5]
+
+
+def test_a_utf8_file_with_a_byte_order_mark_reads(tmp_path: Path) -> None:
+    (tmp_path / "data.csv").write_bytes(
+        b"\xef\xbb\xbft;temp\n2024-03-01 00:00:00;20,5\n2024-03-01 00:05:00;21,0\n"
+    )
+    source = mapping(
+        delimiter=";",
+        decimal=",",
+        time={"columns": ["t"]},
+        columns=[{"column": "temp", "sensor": "air_temp_c"}],
+    )
+    result = read_source(source, tmp_path)
+    assert result.frame["value"].tolist() == [20.5, 21.0]
+    assert result.frame["time"].tolist() == [
+        pd.Timestamp("2024-03-01 00:00", tz="UTC"),
+        pd.Timestamp("2024-03-01 00:05", tz="UTC"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("pattern", "why"),
+    [
+        ("../../etc/*.csv", "has a '..' component"),
+        ("exports/../../x.csv", "has a '..' component"),
+        ("/etc/*.csv", "is absolute"),
+        ("C:\\exports\\*.csv", "is absolute"),
+    ],
+)
+def test_a_files_glob_that_leaves_the_root_is_refused(pattern: str, why: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        mapping(files=[pattern])
+    message = str(caught.value)
+    assert f"source 'src' files: files pattern {pattern!r} {why}" in message
+    assert "relative to --data-root" in message
+
+
+def test_a_symlink_inside_the_root_to_a_file_outside_is_refused(tmp_path: Path) -> None:
+    root, outside = tmp_path / "root", tmp_path / "elsewhere"
+    root.mkdir()
+    outside.mkdir()
+    secret = write(outside, "time,air_temp_c\n2024-01-01 00:00,1\n", "secret.csv")
+    write(root, "time,air_temp_c\n2024-01-01 00:00,2\n", "data.csv")
+    (root / "link.csv").symlink_to(secret)
+    with pytest.raises(ConfigError) as caught:
+        read_source(mapping(files=["*.csv"]), root)
+    message = str(caught.value)
+    assert f"matches {root / 'link.csv'}, which resolves to {secret.resolve()}" in message
+    assert f"outside the data root {root.resolve()}" in message
+    (root / "inside.csv").symlink_to(root / "data.csv")  # a link within the root is fine
+    (root / "link.csv").unlink()
+    assert read_source(mapping(files=["*.csv"], on_duplicate="first"), root).frame[
+        "value"
+    ].tolist() == [2.0]
+
+
+@pytest.mark.parametrize(
+    ("column", "message"),
+    [
+        ({"scale": float("nan")}, "scale = nan is not a finite number"),
+        ({"scale": 0.0}, "scale = 0.0 would make every value 0"),
+        ({"scale": float("inf")}, "scale = inf is not a finite number"),
+        ({"offset": float("-inf")}, "offset = -inf is not a finite number"),
+    ],
+)
+def test_a_scale_or_offset_that_ruins_every_value_is_refused(
+    column: dict[str, float], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=rf"source 'src' columns\.0\.\w+: {message}"):
+        mapping(columns=[{"column": "a", "sensor": "air_temp_c", **column}])
+
+
+def test_an_unknown_encoding_is_refused_when_the_mapping_loads() -> None:
+    with pytest.raises(ConfigError, match="unknown encoding 'utf-99'"):
+        mapping(encoding="utf-99")

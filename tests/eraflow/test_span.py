@@ -21,11 +21,12 @@ import psycopg
 import pytest
 
 from eraflow.config import PipelineConfig, SimulatorSettings
-from eraflow.errors import ConfigError
+from eraflow.errors import ConfigError, IngestError
 from eraflow.ingest import load_mapping, parse_mapping, read_mapping, read_source
 from eraflow.ingest.mapping import SourceMapping
 from eraflow.ingest.postgres_source import PostgresSourceConfig
 from eraflow.ingest.span import (
+    EntitySpan,
     SourceSpan,
     check_span,
     clear_scan_cache,
@@ -515,3 +516,60 @@ def test_check_postgres_span_names_the_fix(pg: psycopg.Connection) -> None:
         check_postgres_span(config(start="2030-01-01"), pg)
     span = check_postgres_span(config(end=str(T0 + pd.Timedelta(hours=1))), pg)
     assert span.rows == 3  # one row of each entity before the end
+
+
+# -- ragged rows and byte-order marks: the scan agrees with the reader ---------------------------
+
+RAGGED = (  # a decimal comma in a ','-separated export, on line 2
+    "t,temp,co2,rh\n"
+    "2024-03-01 00:00:00,20,07,790.9,69.1\n"
+    "2024-03-01 00:05:00,20.5,801,70.2\n"
+    "2024-03-01 00:10:00,21.25,812,68.5\n"
+)
+
+
+def ragged_source(**fields: object) -> SourceMapping:
+    return one_source(
+        time={"columns": ["t"]},
+        columns=[
+            {"column": "temp", "sensor": "air_temp_c"},
+            {"column": "co2", "sensor": "co2_ppm"},
+            {"column": "rh", "sensor": "rh_percent"},
+        ],
+        **fields,
+    )
+
+
+def test_the_scan_refuses_a_ragged_file_at_the_readers_line(tmp_path: Path) -> None:
+    path = tmp_path / "data.csv"
+    path.write_text(RAGGED, encoding="utf-8")
+    clear_scan_cache()
+    with pytest.raises(IngestError) as scanned:
+        scan_source(ragged_source(), tmp_path)
+    with pytest.raises(IngestError) as read:
+        read_source(ragged_source(), tmp_path)
+    assert str(scanned.value).startswith(
+        f"{path}: line 2 has 5 fields, the header has 4 (1 such row); "
+    )
+    assert str(scanned.value) == str(read.value)
+
+
+def test_the_scan_skips_the_rows_the_reader_skips(tmp_path: Path) -> None:
+    (tmp_path / "data.csv").write_text(RAGGED, encoding="utf-8")
+    clear_scan_cache()
+    source = ragged_source(on_ragged="skip")
+    span = mapping_span(parse_mapping({"sources": [source.model_dump()]}), tmp_path, name="m")
+    assert span.entities["house"] == EntitySpan(utc("2024-03-01 00:05"), utc("2024-03-01 00:10"), 2)
+    read = read_source(source, tmp_path)
+    assert read.report.ragged_rows_skipped == 1
+    assert sorted(set(read.frame["time"])) == [utc("2024-03-01 00:05"), utc("2024-03-01 00:10")]
+
+
+def test_the_scan_reads_a_file_with_a_byte_order_mark(tmp_path: Path) -> None:
+    (tmp_path / "data.csv").write_bytes(
+        b"\xef\xbb\xbftime;air\n2024-03-01 00:00;20,5\n2024-03-01 00:05;21,0\n"
+    )
+    clear_scan_cache()
+    source = one_source(delimiter=";", decimal=",")
+    span = mapping_span(parse_mapping({"sources": [source.model_dump()]}), tmp_path, name="m")
+    assert span.entities["house"] == EntitySpan(utc("2024-03-01 00:00"), utc("2024-03-01 00:05"), 2)
