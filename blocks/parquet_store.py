@@ -23,7 +23,13 @@ class ParquetStoreBlock(Block):
         default="eraflow-store",
         description="Store folder; relative paths resolve in the flow's working directory.",
     )
+    lock_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds a write waits for a lock held by another "
+        "process before it fails (and is retried); the wait and its holder are logged.",
+    )
 
     def open(self) -> ParquetStore:
         """The store this block points at."""
-        return ParquetStore(self.path)
+        return ParquetStore(self.path, lock_timeout=self.lock_timeout)

@@ -2,7 +2,10 @@
 
 A run selects features per level over its scope (by default the entities it touched) and
 stores the selection and one feature matrix per (entity, level) under that scope's name; it
-never deletes another scope's rows. The level's era x feature matrix is built compactly from
+never deletes another scope's rows. The selection and the matrices of a (scope, level) are
+one commit (``replace_many``): the matrix's columns are named by the selection, so a reader
+sees both from one run or both from the other, never one run's names over another's values.
+The level's era x feature matrix is built compactly from
 the store: feature rows are streamed in arrow batches, names become integer codes, values go
 straight into one float64 array, so memory is one level's matrix, not a long frame of strings.
 """
@@ -17,7 +20,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from eraflow.errors import DataError
+from eraflow.errors import DataError, StoreError
 from eraflow.features.arrays import Device
 from eraflow.selection import Aggregation, align_target_to_eras, select
 from eraflow.store.base import Key, Range, ResultStore
@@ -198,10 +201,10 @@ def select_scope(
 
     Replaces only this scope's rows of ``level``. Returns counts: eras, features, kept.
     """
+    key = Key(scope, {"level": level})
     matrix = read_level_matrix(store, entities, level)
     if not len(matrix.eras) or not matrix.columns:
-        store.delete("selection", Key(scope, {"level": level}))
-        store.delete("feature_matrix", Key(scope, {"level": level}))
+        store.replace_many([("selection", None, key), ("feature_matrix", None, key)])
         return {"eras": len(matrix.eras), "features": len(matrix.columns), "kept": 0}
     target = None
     if settings.target_sensor is not None:
@@ -222,7 +225,6 @@ def select_scope(
         run_id=run_id,
         position=result.selection["feature"].map(position).fillna(-1).astype("int64"),
     )
-    store.replace("selection", selection, Key(scope, {"level": level}))
     counts = {"eras": len(matrix.eras), "features": len(matrix.columns), "kept": len(kept)}
     eras = matrix.eras
     del matrix  # the whole level's matrix: only the kept columns are stored
@@ -245,8 +247,11 @@ def select_scope(
                 }
             )
         )
-    store.replace(
-        "feature_matrix", pd.concat(frames, ignore_index=True), Key(scope, {"level": level})
+    store.replace_many(
+        [
+            ("selection", selection, key),
+            ("feature_matrix", pd.concat(frames, ignore_index=True), key),
+        ]
     )
     return counts
 
@@ -259,17 +264,25 @@ def read_feature_matrix(
     Index ``(entity, level, era_id)``; columns ``start``, ``end``, then the kept features
     ``<sensor>__<feature>`` in selection order.
     """
-    selection = store.read("selection", Key(scope, {"level": level}))
-    kept = selection[selection["position"] >= 0].sort_values("position")
     where: dict[str, object] = {"level": level}
     if entity is not None:
         where["entity"] = entity
-    rows = store.read("feature_matrix", Key(scope, where))
+    selection, rows = store.read_many(
+        [("selection", Key(scope, {"level": level})), ("feature_matrix", Key(scope, where))]
+    )
+    kept = selection[selection["position"] >= 0].sort_values("position")
     if rows.empty:
         raise DataError(
             f"no feature matrix stored for scope {scope!r}, level {level}"
             + (f", entity {entity!r}" if entity else "")
             + ": run the pipeline (with selection) for it first"
+        )
+    widths = {len(v) for v in rows["values"]}
+    if widths != {len(kept)} or kept["position"].tolist() != list(range(len(kept))):
+        raise StoreError(
+            f"the selection and feature matrix of scope {scope!r}, level {level} are out of "
+            f"step ({len(kept)} kept features, {sorted(widths)} values per era): re-run "
+            f"the run that selects for scope {scope!r} (its entities and range) to rewrite both"
         )
     values = np.vstack(rows["values"].to_numpy()) if len(kept) else np.zeros((len(rows), 0))
     index = pd.MultiIndex.from_frame(

@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from eraflow.store.base import Key, Range, ResultStore
+from eraflow.store.locks import LockTimeoutError
 from eraflow.store.parquet import ParquetStore
+from eraflow.store.quarantine import CorruptPartitionError
 from eraflow.store.tables import TABLES, Table, table
 
 if TYPE_CHECKING:
@@ -13,7 +15,9 @@ if TYPE_CHECKING:
 
 __all__ = [
     "TABLES",
+    "CorruptPartitionError",
     "Key",
+    "LockTimeoutError",
     "ParquetStore",
     "PostgresStore",
     "Range",

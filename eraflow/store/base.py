@@ -4,7 +4,9 @@ Flows and tasks use a store through this protocol only, never knowing whether it
 folder or a PostgreSQL schema. A key range names one owner (an entity, or a selection scope)
 and conditions on other columns; a replace deletes what the range holds and inserts the new
 rows in one atomic step, so a re-run never duplicates rows and never touches rows outside its
-range.
+range. ``replace_many`` replaces several tables' key ranges in one commit (selection and
+its feature matrix: a reader sees both from one run or both from the other), and
+``read_many`` reads such tables as of one commit.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import pandas as pd
 import pyarrow as pa
 
 from eraflow.errors import StoreError
-from eraflow.store.tables import Table
+from eraflow.store.tables import Table, table
 
 
 @dataclass(frozen=True)
@@ -103,6 +105,32 @@ def check_rows(spec: Table, frame: pd.DataFrame, key: Key) -> pd.DataFrame:
     return out
 
 
+Write = tuple[str, pd.DataFrame | None, Key]
+"""One part of a ``replace_many``: (table, rows inside the key range or None to delete, key)."""
+
+
+def check_writes(writes: Sequence[Write]) -> list[tuple[Table, Key, pd.DataFrame | None]]:
+    """Each write's table, key and checked rows; refuses a table named twice (before any write).
+
+    One table per commit: two key ranges of one table in one commit could overlap, and their
+    order would then decide the result.
+    """
+    if not writes:
+        raise StoreError("replace_many needs at least one (table, frame, key)")
+    checked = []
+    seen: set[str] = set()
+    for name, frame, key in writes:
+        spec = table(name)
+        if spec.name in seen:
+            raise StoreError(
+                f"replace_many names {spec.name} twice; write one key range per table and commit"
+            )
+        seen.add(spec.name)
+        check_key(spec, key)
+        checked.append((spec, key, None if frame is None else check_rows(spec, frame, key)))
+    return checked
+
+
 @runtime_checkable
 class ResultStore(Protocol):
     """Where the tables live; see :mod:`eraflow.store.tables` for what each holds."""
@@ -125,6 +153,20 @@ class ResultStore(Protocol):
 
     def delete(self, table: str, key: Key) -> int:
         """Delete the rows of ``key``; returns how many."""
+        ...
+
+    def replace_many(self, writes: Sequence[Write]) -> list[int]:
+        """Replace (or, with None, delete) each table's key range, all in one atomic commit.
+
+        Returns the rows written per table (deleted, for a delete). A reader sees every
+        table as before or every table as after, never a mix. The Parquet store commits
+        together only tables that are versioned together (``selection`` and
+        ``feature_matrix``); PostgreSQL any tables (one transaction).
+        """
+        ...
+
+    def read_many(self, reads: Sequence[tuple[str, Key]]) -> list[pd.DataFrame]:
+        """The rows of each (table, key), all as of one commit (see ``replace_many``)."""
         ...
 
     def owners(self, table: str) -> list[str]:

@@ -7,11 +7,19 @@ time), so a new sensor never needs an ``ALTER TABLE``; the feature matrix is one
 with its values as a ``double precision[]`` (PostgreSQL holds at most 1,600 columns, a level
 has thousands of features), their names being the scope's selection ``position`` column.
 
-Writes: each ``replace`` or ``delete`` is one transaction. The rows are sent with ``COPY ...
-FROM STDIN`` into a ``TEMP`` staging table shaped like the target, then the key range is
-deleted and the staged rows inserted in key order; any failure rolls everything back, so the
-previous rows are intact. Reads stream ``COPY (SELECT ...) TO STDOUT`` through pyarrow in
-blocks. ``lock`` is a session advisory lock per owner (one per schema and owner name).
+Writes: each ``replace`` or ``delete`` is one transaction, and ``replace_many`` one transaction
+for several tables (selection and its feature matrix). A transaction first takes a
+transaction-level advisory lock per (table, owner) it writes, in a fixed order, so concurrent
+replaces of one entity's range run one after the other instead of failing on a duplicate key
+(two deletes of the same range would both insert). The rows are sent with ``COPY ... FROM
+STDIN`` into a ``TEMP`` staging table shaped like the target, then the key range is deleted
+and the staged rows inserted in key order; any failure rolls everything back, so the previous
+rows are intact. Reads stream ``COPY (SELECT ...) TO STDOUT`` through pyarrow in blocks;
+``read_many`` reads in one ``REPEATABLE READ`` transaction (one snapshot). ``lock`` is a
+session advisory lock per owner (one per schema and owner name), re-entrant per thread, waited
+for at most ``lock_timeout`` seconds (then ``LockTimeoutError`` names the holding backend).
+The two kinds of advisory lock use different key spaces (one bigint vs two integers), so a
+replace inside ``lock`` never waits for its own section.
 
 Errors: ``StoreError`` (not retried) for what the caller must fix; ``PostgresConnectionError``
 (a ``ConnectionError``: retried) when the server cannot be reached. Neither ever contains the
@@ -21,6 +29,7 @@ password: it is kept apart from the conninfo, which is what ``describe()`` and `
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from types import TracebackType
@@ -47,13 +56,30 @@ from eraflow.pg import (
     split_password,
 )
 from eraflow.store.arrow import empty_frame, sort_by_key, to_frame
-from eraflow.store.base import Key, Range, check_key, check_rows
+from eraflow.store.base import Key, Range, Write, check_key, check_writes
+from eraflow.store.crash import crash_point
+from eraflow.store.locks import LockTimeoutError
 from eraflow.store.pg_schema import migrate
 from eraflow.store.tables import Table, table
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["PostgresConnectionError", "PostgresStore", "split_password"]
+
+
+class _Held(threading.local):
+    def __init__(self) -> None:
+        self.sections: dict[tuple[str, str, str], int] = {}
+
+
+_held = _Held()
+"""The owner sections each thread holds (``lock`` is re-entrant per thread)."""
+
+_HOLDER = """SELECT a.pid, a.application_name, host(a.client_addr), a.backend_start, a.state
+FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+  AND ((l.classid::bigint << 32) | l.objid::bigint) = hashtext(%s)::bigint"""
 
 
 def _declared(spec: Table, columns: Sequence[str], batch: pa.RecordBatch) -> pa.RecordBatch:
@@ -286,66 +312,152 @@ class PostgresStore:
     # writes ---------------------------------------------------------------------------------
     def replace(self, name: str, frame: pd.DataFrame, key: Key) -> int:
         """Delete the rows of ``key`` and insert ``frame``, in one transaction."""
-        spec = table(name)
-        where, params = self._where(spec, key)
-        rows = check_rows(spec, frame, key)
-        kinds = [spec.kind(c) for c in spec.names]
-        stage = sql.Identifier(f"eraflow_stage_{spec.name}")
-        names = sql.SQL(", ").join(sql.Identifier(c) for c in spec.names)
-        conn = self.connection()
-        try:
-            with conn.transaction(), conn.cursor() as cur:
-                cur.execute(
-                    sql.SQL(
-                        "CREATE TEMP TABLE {} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DROP"
-                    ).format(stage, self._table(spec.name))
-                )
-                copy_in(cur, stage, spec.names, rows, kinds)
-                cur.execute(
-                    sql.SQL("DELETE FROM {} WHERE {}").format(self._table(spec.name), where), params
-                )
-                # rows in key order: B-tree inserts then touch each index page once
-                cur.execute(
-                    sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ORDER BY {}").format(
-                        self._table(spec.name),
-                        names,
-                        names,
-                        stage,
-                        sql.SQL(", ").join(sql.Identifier(c) for c in spec.key),
-                    )
-                )
-        except psycopg.OperationalError as exc:
-            raise self._interrupted(f"writing {name}", exc) from None
-        except psycopg.Error as exc:
-            raise StoreError(
-                f"writing {name} for {key} failed and was rolled back (nothing "
-                f"changed): {pg_message(exc)}"
-            ) from None
-        logger.debug("replaced %s %s with %d rows", name, key, len(rows))
-        return len(rows)
+        return self.replace_many([(name, frame, key)])[0]
 
     def delete(self, name: str, key: Key) -> int:
         """Delete the rows of ``key`` in one transaction; returns how many."""
-        spec = table(name)
-        where, params = self._where(spec, key)
+        return self.replace_many([(name, None, key)])[0]
+
+    def replace_many(self, writes: Sequence[Write]) -> list[int]:
+        """Replace (None: delete) each table's key range, all in one transaction.
+
+        Returns the rows written per table (deleted, for a delete).
+        """
+        checked = check_writes(writes)
+        wheres = [self._where(spec, key) for spec, key, _ in checked]
+        names = ", ".join(spec.name for spec, _, _ in checked)
         conn = self.connection()
+        counts: list[int] = []
         try:
             with conn.transaction(), conn.cursor() as cur:
-                cur.execute(
-                    sql.SQL("DELETE FROM {} WHERE {}").format(self._table(spec.name), where), params
-                )
-                return int(cur.rowcount)
+                # the sections first (a fixed order: no deadlock), then the staging tables:
+                # one round trip
+                sections = sorted({(spec.name, key.owner) for spec, key, _ in checked})
+                opening: list[sql.Composable] = [
+                    sql.SQL("SELECT pg_advisory_xact_lock(hashtext({}), hashtext({}))").format(
+                        sql.Literal(f"eraflow:{self.schema}:{name}"), sql.Literal(owner)
+                    )
+                    for name, owner in sections
+                ]
+                opening += [
+                    sql.SQL(
+                        "CREATE TEMP TABLE {} (LIKE {} INCLUDING DEFAULTS) ON COMMIT DROP"
+                    ).format(self._stage(spec), self._table(spec.name))
+                    for spec, _, rows in checked
+                    if rows is not None
+                ]
+                cur.execute(sql.SQL("; ").join(opening))
+                for i, ((spec, _, rows), (where, params)) in enumerate(
+                    zip(checked, wheres, strict=True)
+                ):
+                    counts.append(self._replace_in(cur, spec, rows, where, params))
+                    if i == 0:
+                        crash_point("replace_many:after-first")
         except psycopg.OperationalError as exc:
-            raise self._interrupted(f"deleting from {name}", exc) from None
+            raise self._interrupted(f"writing {names}", exc) from None
+        except psycopg.Error as exc:
+            keys = "; ".join(f"{spec.name} {key}" for spec, key, _ in checked)
+            raise StoreError(
+                f"writing {keys} failed and was rolled back (nothing changed): {pg_message(exc)}"
+            ) from None
+        for (spec, key, rows), count in zip(checked, counts, strict=True):
+            logger.debug(
+                "%s %s %s: %d rows",
+                "replaced" if rows is not None else "deleted from",
+                spec.name,
+                key,
+                count,
+            )
+        return counts
+
+    def _stage(self, spec: Table) -> sql.Identifier:
+        return sql.Identifier(f"eraflow_stage_{spec.name}")
+
+    def _replace_in(
+        self,
+        cur: psycopg.Cursor,
+        spec: Table,
+        rows: pd.DataFrame | None,
+        where: sql.Composable,
+        params: list[object],
+    ) -> int:
+        """Inside the open transaction: delete the range, insert the rows (staged by COPY)."""
+        target = self._table(spec.name)
+        if rows is not None:
+            copy_in(cur, self._stage(spec), spec.names, rows, [spec.kind(c) for c in spec.names])
+        cur.execute(sql.SQL("DELETE FROM {} WHERE {}").format(target, where), params)
+        if rows is None:
+            return int(cur.rowcount)
+        names = sql.SQL(", ").join(sql.Identifier(c) for c in spec.names)
+        # rows in key order: B-tree inserts then touch each index page once
+        cur.execute(
+            sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ORDER BY {}").format(
+                target,
+                names,
+                names,
+                self._stage(spec),
+                sql.SQL(", ").join(sql.Identifier(c) for c in spec.key),
+            )
+        )
+        return len(rows)
+
+    def read_many(self, reads: Sequence[tuple[str, Key]]) -> list[pd.DataFrame]:
+        """The rows of each (table, key), all from one snapshot (a REPEATABLE READ transaction)."""
+        conn = self.connection()
+        with conn.transaction():
+            conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            return [self.read(name, key) for name, key in reads]
 
     @contextmanager
     def lock(self, owner: str) -> Iterator[None]:
-        """A session advisory lock per (schema, owner), on a connection of its own."""
-        conn = connect(self._conninfo, self._password, **self._connect_kwargs)
+        """A session advisory lock per (schema, owner), on a connection of its own.
+
+        Re-entrant per thread; waited for at most ``lock_timeout`` seconds, then a (retried)
+        ``LockTimeoutError`` names the backend that holds it.
+        """
+        name = f"eraflow:{self.schema}:{owner}"
+        section = (self._conninfo, self.schema, owner)
+        if _held.sections.get(section):
+            _held.sections[section] += 1
+            try:
+                yield
+            finally:
+                _held.sections[section] -= 1
+            return
+        conn = self._connect()
         try:
-            conn.execute(
-                "SELECT pg_advisory_lock(hashtext(%s))", [f"eraflow:{self.schema}:{owner}"]
-            )
-            yield
+            try:
+                conn.execute("SELECT pg_advisory_lock(hashtext(%s))", [name])
+            except psycopg.errors.LockNotAvailable:
+                holder = self._advisory_holder(conn, name)
+                raise LockTimeoutError(
+                    f"store lock of {owner!r} (advisory lock {name!r} in "
+                    f"{redact(self._conninfo)}) not granted: held by {holder}; stop that "
+                    f"process or wait; lock_timeout {self.lock_timeout:g} s",
+                    lock=name,
+                    holder=holder,
+                ) from None
+            except psycopg.OperationalError as exc:
+                raise self._interrupted(f"taking the lock of {owner!r}", exc) from None
+            _held.sections[section] = 1
+            try:
+                yield
+            finally:
+                del _held.sections[section]
         finally:
             conn.close()  # closing the session releases the lock
+
+    def _advisory_holder(self, conn: psycopg.Connection, name: str) -> str:
+        """The backend holding advisory lock ``name``, in words (best effort)."""
+        try:
+            row = conn.execute(_HOLDER, [name]).fetchone()
+        except psycopg.Error:
+            row = None
+        if row is None:
+            return "another session"
+        pid, application, client, since, state = row
+        return (
+            f"backend pid {pid} (application {application or '?'}, client "
+            f"{client or 'local socket'}, {state}) since "
+            f"{pd.Timestamp(since).tz_convert('UTC'):%Y-%m-%d %H:%M:%S} UTC"
+        )
