@@ -32,13 +32,14 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/eraflow run --store $(STORE) $(ARGS)
 
-## Run the whole test suite (slow and Postgres tests included; GPU tests skip without CUDA).
+## Run the whole test suite (slow and Postgres tests included; GPU tests skip without CUDA),
+## on two workers, each test file on one of them (a module's server or store is made once).
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 2 --dist loadfile $(PYTEST_ARGS)
 
-## The fast part: no slow end-to-end, server or browser tests (a few minutes on 2 cores).
+## The fast part: no slow end-to-end, server or browser tests (about 3.5 min on 2 cores).
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow and not server" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n 2 -m "not slow and not server" $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -226,6 +226,13 @@ class PipelineConfig(BaseModel):
         description="Folder of the Parquet store (and of the "
         "reports and plots, whatever the store).",
     )
+    lock_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="Parquet store: seconds a write waits for another writer's lock before "
+        "it fails, naming the holder (and is retried); a PostgreSQL store block has its own.",
+    )
     store_block: str | None = Field(
         default=None,
         description="A saved store block instead of the folder: its name, or "

@@ -1,4 +1,4 @@
-"""The ``eraflow`` command: run, backfill, load, show, matrix, catalogue, server up/down.
+"""The ``eraflow`` command: run, backfill, load, show, matrix, catalogue, repair, server.
 
 Options are the fields of the models that declare them (``PipelineConfig``, ``LoadSettings``,
 ``BackfillSettings``), with their descriptions, defaults and choices. Every check that needs no
@@ -213,6 +213,36 @@ def matrix(
     return 0
 
 
+def repair(*, store: Path = Path("eraflow-store"), store_block: str | None = None) -> int:
+    """Find unreadable files of a Parquet store, move them aside, and say what to re-run.
+
+    Each unreadable file goes to ``<store>/.quarantine/``; its key range is left empty, and
+    the lines printed name the ranges a re-run (``eraflow run --start .. --end ..``) writes
+    again. Exit status 0 when nothing was found, 1 when something was moved.
+
+    Parameters
+    ----------
+    store
+        The Parquet store folder.
+    store_block
+        A saved store block instead of the folder (a PostgreSQL store has nothing to scan).
+    """
+    from eraflow.store.repair import repair as repair_store
+
+    config = PipelineConfig.build(store=store, store_block=store_block)
+    _preflight_blocks(config)
+    if store_block is None and not (store / "grid").is_dir():
+        raise ConfigError(f"--store {store}: not an eraflow store (no grid folder in it)")
+    context = _prefect_context(_home()) if store_block else nullcontext()
+    with context:
+        from tasks.resources import store_session
+
+        with store_session(config) as opened:
+            report = repair_store(opened)
+    print("\n".join(report.lines()))
+    return 0 if report.clean else 1
+
+
 def catalogue(*, catalogue: Path | None = None, sensor: str | None = None) -> int:
     """Print the sensor catalogue (with a user catalogue's overrides applied).
 
@@ -342,6 +372,7 @@ app.command(with_options(load_command, settings=LoadSettings), name="load")
 app.command(show)
 app.command(matrix)
 app.command(catalogue)
+app.command(repair)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -90,7 +90,7 @@ def store_session(config: PipelineConfig) -> Iterator[ResultStore]:
     if config.store_block is not None:
         store: ResultStore = _load("store_block", config.store_block, STORE_TYPES).open()
     else:
-        store = ParquetStore(config.store)
+        store = ParquetStore(config.store, lock_timeout=config.lock_timeout)
     with store:
         yield store
 

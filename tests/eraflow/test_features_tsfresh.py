@@ -250,6 +250,7 @@ def read_knudjepsen(path: Path, days: int = 21) -> pd.DataFrame:
     return frame.reindex(grid)
 
 
+@pytest.mark.slow  # tsfresh itself on a real month: about 3 min on 2 cores
 @pytest.mark.realdata
 @pytest.mark.skipif(not REAL_CSV.exists(), reason=f"real data not present at {REAL_CSV}")
 def test_every_tsfresh_calculator_equals_tsfresh_on_real_data():
