@@ -5,8 +5,20 @@ Public API
 - :func:`compute_features`: per-entity grid + fill mask + eras -> long feature table.
 - :func:`compute_segment_matrix`: flat segments + offsets -> (segment x feature) matrix.
 - :func:`feature_registry`, :func:`profile_specs`, :func:`parse_feature_name`, :class:`FeatureSpec`.
+
+Layout (imports go one way; ``tests/eraflow/test_features_imports.py`` holds it):
+
+- leaves: ``arrays`` (array-module dispatch), ``segments`` (the batch), ``registry``;
+- kernels: ``kernels`` (helpers shared by calculator modules; re-exports ``spectral`` and
+  ``cwt_peaks``), importing only the leaves ``arrays`` and ``segments``;
+- calculator modules (``calculators_*``, ``rolling``): the registry, the kernels, ``arrays``
+  and ``segments``, never each other;
+- ``catalog``: imports every calculator module, which registers them (imported first here);
+- ``engine``: the registry, ``segments``, ``arrays``.
 """
 
+# Registers every calculator before anything can ask the registry (see catalog's docstring).
+from eraflow.features import catalog as catalog
 from eraflow.features.arrays import gpu_available, is_device_oom, select_array_module
 from eraflow.features.engine import (
     FEATURE_COLUMNS,

@@ -11,10 +11,9 @@ from typing import Any
 import numpy as np
 
 from eraflow.features import arrays as ar
+from eraflow.features.kernels import Params
 from eraflow.features.registry import feature
 from eraflow.features.segments import SegmentBatch
-
-Params = list[dict[str, Any]]
 
 
 @feature("coverage", tsfresh=False, minimal=True, input="grid", empty_value=0.0)

@@ -3,12 +3,12 @@
 ``benford_correlation`` and ``permutation_entropy`` are array code (NumPy or CuPy).
 ``lempel_ziv_complexity`` (a left-to-right parse), ``approximate_entropy`` and
 ``sample_entropy`` (all pairs of templates) are sequential: numba kernels on the CPU, one
-segment after another, also inside GPU batches (see :func:`on_cpu`).
+segment after another, also inside GPU batches (see
+:func:`~eraflow.features.kernels.on_cpu`).
 """
 
 from __future__ import annotations
 
-import logging
 import math
 from typing import Any
 
@@ -16,24 +16,11 @@ import numba
 import numpy as np
 
 from eraflow.features import arrays as ar
-from eraflow.features.calculators_tsfresh import Params, _one, _rows
+from eraflow.features.kernels import Params, on_cpu, single_row, stack_rows
 from eraflow.features.registry import feature
 from eraflow.features.segments import SegmentBatch
 
-logger = logging.getLogger(__name__)
 _BENFORD = np.log10(1.0 + 1.0 / np.arange(1, 10))
-_said: set[str] = set()
-
-
-def on_cpu(b: SegmentBatch, name: str) -> tuple[np.ndarray, np.ndarray]:
-    """The batch's values and offsets on the host, for a sequential (numba) calculator.
-
-    Inside a GPU batch this copies them from the device, and says so once per calculator.
-    """
-    if not ar.is_numpy(b.xp) and name not in _said:
-        _said.add(name)
-        logger.info("%s is sequential: it runs on the CPU inside GPU batches", name)
-    return ar.to_host(b.x), ar.to_host(b.offsets)
 
 
 @feature("benford_correlation", tsfresh=True)
@@ -63,7 +50,7 @@ def benford_correlation(b: SegmentBatch, params: Params) -> Any:
     dy = benford - benford.mean()
     num = (dx * dy[None, :]).sum(axis=1)
     den = xp.sqrt((dx * dx).sum(axis=1) * (dy * dy).sum())
-    return _one(b, b.div(num, den))
+    return single_row(b, b.div(num, den))
 
 
 @feature("query_similarity_count", params=[{"query": None, "threshold": 0.0}], tsfresh=True)
@@ -116,7 +103,7 @@ def permutation_entropy(b: SegmentBatch, params: Params) -> Any:
         share = counts / windows[seg].astype(np.float64)
         entropy = ar.seg_sum(xp, -share * xp.log(share), seg, b.nseg)
         rows.append(xp.where(windows > 0, entropy, np.nan))
-    return _rows(b, rows)
+    return stack_rows(b, rows)
 
 
 @numba.njit(cache=True)
@@ -165,7 +152,9 @@ def _lempel_ziv_all(x: np.ndarray, offsets: np.ndarray, bins: int) -> np.ndarray
 def lempel_ziv_complexity(b: SegmentBatch, params: Params) -> Any:
     """Words of the Lempel-Ziv parse of the binned series, per value (numba, CPU)."""
     x, offsets = on_cpu(b, "lempel_ziv_complexity")
-    return _rows(b, [b.xp.asarray(_lempel_ziv_all(x, offsets, int(p["bins"]))) for p in params])
+    return stack_rows(
+        b, [b.xp.asarray(_lempel_ziv_all(x, offsets, int(p["bins"]))) for p in params]
+    )
 
 
 @numba.njit(cache=True)
@@ -216,7 +205,7 @@ def _approximate_entropy_all(x: np.ndarray, offsets: np.ndarray, m: int, r: floa
 def approximate_entropy(b: SegmentBatch, params: Params) -> Any:
     """``|phi(m) - phi(m + 1)|``, tolerance ``r * std``; O(n²) per segment (numba, CPU)."""
     x, offsets = on_cpu(b, "approximate_entropy")
-    return _rows(
+    return stack_rows(
         b,
         [
             b.xp.asarray(_approximate_entropy_all(x, offsets, int(p["m"]), float(p["r"])))
@@ -258,4 +247,4 @@ def _sample_entropy_all(x: np.ndarray, offsets: np.ndarray) -> np.ndarray:
 def sample_entropy(b: SegmentBatch, params: Params) -> Any:
     """``-log(A / B)``: template pairs of length 3 over length 2 within ``0.2 std`` (numba)."""
     x, offsets = on_cpu(b, "sample_entropy")
-    return _one(b, b.xp.asarray(_sample_entropy_all(x, offsets)))
+    return single_row(b, b.xp.asarray(_sample_entropy_all(x, offsets)))

@@ -5,8 +5,9 @@
 code over the whole batch. ``ar_coefficient``, ``augmented_dickey_fuller``,
 ``friedrich_coefficients`` and ``max_langevin_fixed_point`` fit one small least-squares problem
 per segment whose design depends on the segment (its lags, its quantile bins): they run on the
-CPU, one segment after another, with LAPACK doing the work (see :func:`on_cpu`). They solve the
-same problems as statsmodels and pandas do for tsfresh, without their per-call overhead, and
+CPU, one segment after another, with LAPACK doing the work (see
+:func:`~eraflow.features.kernels.on_cpu`). They solve the same problems as statsmodels and
+pandas do for tsfresh, without their per-call overhead, and
 ``augmented_dickey_fuller`` reads the residual sum of squares of all its nested lag models from
 one QR factorisation instead of fitting each of them.
 """
@@ -20,13 +21,13 @@ from typing import Any
 
 import numpy as np
 
-from eraflow.features.calculators_complexity import on_cpu
-from eraflow.features.calculators_tsfresh import (
-    _LINREG_ATTRS,
+from eraflow.features.kernels import (
+    LINREG_ATTRS,
     Params,
-    _lagged_cov,
-    _rows,
+    lagged_cov,
+    on_cpu,
     segment_linregress,
+    stack_rows,
 )
 from eraflow.features.registry import feature
 from eraflow.features.segments import SegmentBatch
@@ -57,7 +58,7 @@ def partial_autocorrelation(b: SegmentBatch, params: Params) -> Any:
     top = max(int(p["lag"]) for p in params)
     order = max(top, 1)
     with np.errstate(all="ignore"):
-        acov = [_lagged_cov(b, k) / (b.n - k) for k in range(order + 1)]
+        acov = [lagged_cov(b, k) / (b.n - k) for k in range(order + 1)]
         pacf = [xp.ones(b.nseg), acov[1] / acov[0]]
         phi = [pacf[1]]  # AR coefficients of the current order, phi[j-1] for lag j
         sig = acov[0] - pacf[1] * acov[1]
@@ -71,7 +72,7 @@ def partial_autocorrelation(b: SegmentBatch, params: Params) -> Any:
     for p in params:
         lag = int(p["lag"])
         rows.append(xp.where((max_lag > 0) & (lag <= max_lag), pacf[lag], np.nan))
-    return _rows(b, rows)
+    return stack_rows(b, rows)
 
 
 # ---- autoregression ------------------------------------------------------------------------
@@ -118,7 +119,7 @@ def ar_coefficient(b: SegmentBatch, params: Params) -> Any:
             continue
         failed = np.isnan(fits[k]).all(axis=0)
         rows.append(np.where(failed, 0.0 if c == k else np.nan, fits[k][c]))
-    return _rows(b, [b.xp.asarray(r) for r in rows])
+    return stack_rows(b, [b.xp.asarray(r) for r in rows])
 
 
 # ---- augmented Dickey-Fuller ---------------------------------------------------------------
@@ -256,7 +257,7 @@ def augmented_dickey_fuller(b: SegmentBatch, params: Params) -> Any:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         fits = _per_segment(b, "augmented_dickey_fuller", 3, _adf)
-    return _rows(
+    return stack_rows(
         b,
         [
             b.xp.asarray(fits[_ADF_ATTRS.index(p["attr"])])
@@ -327,7 +328,7 @@ def friedrich_coefficients(b: SegmentBatch, params: Params) -> Any:
         coeffs = fits[(int(p["m"]), int(p["r"]))]
         c = int(p["coeff"])
         rows.append(coeffs[c] if c < coeffs.shape[0] else np.full(b.nseg, np.nan))
-    return _rows(b, [b.xp.asarray(r) for r in rows])
+    return stack_rows(b, [b.xp.asarray(r) for r in rows])
 
 
 def _largest_real_root(coeffs: np.ndarray) -> float:
@@ -346,11 +347,11 @@ def max_langevin_fixed_point(b: SegmentBatch, params: Params) -> Any:
     for p in params:
         coeffs = fits[(int(p["m"]), int(p["r"]))]
         rows.append(np.array([_largest_real_root(coeffs[:, s]) for s in range(b.nseg)]))
-    return _rows(b, [b.xp.asarray(r) for r in rows])
+    return stack_rows(b, [b.xp.asarray(r) for r in rows])
 
 
 # ---- timewise trend ------------------------------------------------------------------------
-@feature("linear_trend_timewise", params=[{"attr": a} for a in _LINREG_ATTRS], tsfresh=True)
+@feature("linear_trend_timewise", params=[{"attr": a} for a in LINREG_ATTRS], tsfresh=True)
 def linear_trend_timewise(b: SegmentBatch, params: Params) -> Any:
     """Least-squares line against the hours since the segment's first valid value.
 
@@ -365,4 +366,4 @@ def linear_trend_timewise(b: SegmentBatch, params: Params) -> Any:
     first = pos[xp.minimum(b.start, b.total - 1)]
     hours = (pos - first[b.seg]).astype(np.float64) * (b.step_ns / _HOUR_NS)
     lr = segment_linregress(xp, b.x, hours, b.seg, b.nseg, b.n, evenly_spaced=False)
-    return _rows(b, [lr[p["attr"]] for p in params])
+    return stack_rows(b, [lr[p["attr"]] for p in params])

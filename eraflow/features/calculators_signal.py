@@ -12,12 +12,18 @@ from typing import Any
 
 import numpy as np
 
-from eraflow.features.calculators_complexity import on_cpu
-from eraflow.features.calculators_tsfresh import Params, _rows, histogram_entropy
-from eraflow.features.cwt_peaks import count_cwt_peaks, ricker_transform
+from eraflow.features.kernels import (
+    Params,
+    count_cwt_peaks,
+    cwt_head,
+    histogram_entropy,
+    on_cpu,
+    ricker_transform,
+    stack_rows,
+    welch_density,
+)
 from eraflow.features.registry import feature
 from eraflow.features.segments import SegmentBatch
-from eraflow.features.spectral import cwt_head, welch_density
 
 CWT_WIDTHS = (2, 5, 10, 20)
 
@@ -71,7 +77,7 @@ def cwt_coefficients(b: SegmentBatch, params: Params) -> Any:
         if w not in heads:
             heads[w] = cwt_head(b, w, count)
         rows.append(heads[w][int(p["coeff"])])
-    return _rows(b, rows)
+    return stack_rows(b, rows)
 
 
 @feature("number_cwt_peaks", params=[{"n": 1}, {"n": 5}], tsfresh=True)

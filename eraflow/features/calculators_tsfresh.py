@@ -18,98 +18,97 @@ from typing import Any
 import numpy as np
 
 from eraflow.features import arrays as ar
+from eraflow.features.kernels import (
+    LINREG_ATTRS,
+    Params,
+    histogram_entropy,
+    lagged_cov,
+    segment_linregress,
+    single_row,
+    stack_rows,
+)
 from eraflow.features.registry import feature
 from eraflow.features.segments import SegmentBatch
-
-Params = list[dict[str, Any]]
-
-
-def _rows(b: SegmentBatch, rows: list[Any]) -> Any:
-    return b.xp.stack([b.xp.asarray(r, dtype=np.float64) for r in rows])
-
-
-def _one(b: SegmentBatch, v: Any) -> Any:
-    return b.xp.asarray(v, dtype=np.float64)[None, :]
 
 
 # ---- minimal set ---------------------------------------------------------------------------
 @feature("sum_values", tsfresh=True, minimal=True)
 def sum_values(b: SegmentBatch, params: Params) -> Any:
     """Sum of the values."""
-    return _one(b, b.sum(b.x))
+    return single_row(b, b.sum(b.x))
 
 
 @feature("median", tsfresh=True, minimal=True)
 def median(b: SegmentBatch, params: Params) -> Any:
     """Median (``np.median``)."""
-    return _one(b, b.median)
+    return single_row(b, b.median)
 
 
 @feature("mean", tsfresh=True, minimal=True)
 def mean(b: SegmentBatch, params: Params) -> Any:
     """Arithmetic mean."""
-    return _one(b, b.mean)
+    return single_row(b, b.mean)
 
 
 @feature("length", tsfresh=True, minimal=True)
 def length(b: SegmentBatch, params: Params) -> Any:
     """Number of valid values."""
-    return _one(b, b.n)
+    return single_row(b, b.n)
 
 
 @feature("standard_deviation", tsfresh=True, minimal=True)
 def standard_deviation(b: SegmentBatch, params: Params) -> Any:
     """Population standard deviation (ddof 0)."""
-    return _one(b, b.std)
+    return single_row(b, b.std)
 
 
 @feature("variance", tsfresh=True, minimal=True)
 def variance(b: SegmentBatch, params: Params) -> Any:
     """Population variance (ddof 0)."""
-    return _one(b, b.var)
+    return single_row(b, b.var)
 
 
 @feature("root_mean_square", tsfresh=True, minimal=True)
 def root_mean_square(b: SegmentBatch, params: Params) -> Any:
     """Square root of the mean of squares."""
-    return _one(b, b.xp.sqrt(b.div(b.sum(b.x * b.x), b.n)))
+    return single_row(b, b.xp.sqrt(b.div(b.sum(b.x * b.x), b.n)))
 
 
 @feature("maximum", tsfresh=True, minimal=True)
 def maximum(b: SegmentBatch, params: Params) -> Any:
     """Largest value."""
-    return _one(b, b.maximum)
+    return single_row(b, b.maximum)
 
 
 @feature("absolute_maximum", tsfresh=True, minimal=True)
 def absolute_maximum(b: SegmentBatch, params: Params) -> Any:
     """Largest absolute value."""
-    return _one(b, b.xp.maximum(b.xp.abs(b.minimum), b.xp.abs(b.maximum)))
+    return single_row(b, b.xp.maximum(b.xp.abs(b.minimum), b.xp.abs(b.maximum)))
 
 
 @feature("minimum", tsfresh=True, minimal=True)
 def minimum(b: SegmentBatch, params: Params) -> Any:
     """Smallest value."""
-    return _one(b, b.minimum)
+    return single_row(b, b.minimum)
 
 
 # ---- simple statistics ----------------------------------------------------------------------
 @feature("variance_larger_than_standard_deviation", tsfresh=True)
 def variance_larger_than_standard_deviation(b: SegmentBatch, params: Params) -> Any:
     """1.0 when var > std (i.e. var > 1), else 0.0."""
-    return _one(b, b.var > b.xp.sqrt(b.var))
+    return single_row(b, b.var > b.xp.sqrt(b.var))
 
 
 @feature("has_duplicate_max", tsfresh=True)
 def has_duplicate_max(b: SegmentBatch, params: Params) -> Any:
     """1.0 when the maximum occurs at least twice."""
-    return _one(b, b.at_end(b.sorted, 2) == b.maximum)
+    return single_row(b, b.at_end(b.sorted, 2) == b.maximum)
 
 
 @feature("has_duplicate_min", tsfresh=True)
 def has_duplicate_min(b: SegmentBatch, params: Params) -> Any:
     """1.0 when the minimum occurs at least twice."""
-    return _one(b, b.at_start(b.sorted, 1) == b.minimum)
+    return single_row(b, b.at_start(b.sorted, 1) == b.minimum)
 
 
 @feature("has_duplicate", tsfresh=True)
@@ -117,27 +116,27 @@ def has_duplicate(b: SegmentBatch, params: Params) -> Any:
     """1.0 when any value occurs more than once."""
     runs = b.runs
     nuniq = ar.seg_count(b.xp, runs["count"] >= 0, runs["seg"], b.nseg)
-    return _one(b, nuniq != b.n)
+    return single_row(b, nuniq != b.n)
 
 
 @feature("abs_energy", tsfresh=True)
 def abs_energy(b: SegmentBatch, params: Params) -> Any:
     """Sum of squares."""
-    return _one(b, b.sum(b.x * b.x))
+    return single_row(b, b.sum(b.x * b.x))
 
 
 @feature("mean_abs_change", tsfresh=True)
 def mean_abs_change(b: SegmentBatch, params: Params) -> Any:
     """Mean absolute first difference (NaN for one value)."""
     d, sid = b.diff
-    return _one(b, b.div(ar.seg_sum(b.xp, b.xp.abs(d), sid, b.nseg), b.n - 1.0))
+    return single_row(b, b.div(ar.seg_sum(b.xp, b.xp.abs(d), sid, b.nseg), b.n - 1.0))
 
 
 @feature("mean_change", tsfresh=True)
 def mean_change(b: SegmentBatch, params: Params) -> Any:
     """Mean first difference, ``(x[-1] - x[0]) / (n - 1)``; NaN for one value."""
     res = (b.at_end(b.x) - b.at_start(b.x)) / b.xp.where(b.n > 1, b.n - 1.0, 1.0)
-    return _one(b, b.xp.where(b.n > 1, res, np.nan))
+    return single_row(b, b.xp.where(b.n > 1, res, np.nan))
 
 
 @feature("mean_second_derivative_central", tsfresh=True)
@@ -146,13 +145,13 @@ def mean_second_derivative_central(b: SegmentBatch, params: Params) -> Any:
     xp = b.xp
     num = b.at_end(b.x, 1) - b.at_end(b.x, 2) - b.at_start(b.x, 1) + b.at_start(b.x, 0)
     res = num / (2.0 * xp.where(b.n > 2, b.n - 2.0, 1.0))
-    return _one(b, xp.where(b.n > 2, res, np.nan))
+    return single_row(b, xp.where(b.n > 2, res, np.nan))
 
 
 @feature("variation_coefficient", tsfresh=True)
 def variation_coefficient(b: SegmentBatch, params: Params) -> Any:
     """Std / mean; NaN when the mean is 0."""
-    return _one(b, b.div(b.std, b.mean))
+    return single_row(b, b.div(b.std, b.mean))
 
 
 def _moments(b: SegmentBatch) -> tuple[Any, Any, Any, Any]:
@@ -176,7 +175,7 @@ def skewness(b: SegmentBatch, params: Params) -> Any:
     with np.errstate(all="ignore"):
         res = (cnt * (cnt - 1.0) ** 0.5 / (cnt - 2.0)) * (m3 / m2**1.5)
     res = xp.where(m2 == 0, 0.0, res)
-    return _one(b, xp.where(cnt < 3, np.nan, res))
+    return single_row(b, xp.where(cnt < 3, np.nan, res))
 
 
 @feature("kurtosis", tsfresh=True)
@@ -194,14 +193,14 @@ def kurtosis(b: SegmentBatch, params: Params) -> Any:
         denom = (cnt - 2.0) * (cnt - 3.0) * m2**2
         res = numer / denom - adj
     res = xp.where(denom == 0, 0.0, res)
-    return _one(b, xp.where(cnt < 4, np.nan, res))
+    return single_row(b, xp.where(cnt < 4, np.nan, res))
 
 
 @feature("absolute_sum_of_changes", tsfresh=True)
 def absolute_sum_of_changes(b: SegmentBatch, params: Params) -> Any:
     """Sum of absolute first differences."""
     d, sid = b.diff
-    return _one(b, ar.seg_sum(b.xp, b.xp.abs(d), sid, b.nseg))
+    return single_row(b, ar.seg_sum(b.xp, b.xp.abs(d), sid, b.nseg))
 
 
 def _longest_strike(b: SegmentBatch, flag: Any) -> Any:
@@ -224,25 +223,25 @@ def _longest_strike(b: SegmentBatch, flag: Any) -> Any:
 @feature("longest_strike_below_mean", tsfresh=True)
 def longest_strike_below_mean(b: SegmentBatch, params: Params) -> Any:
     """Length of the longest run of values below the mean."""
-    return _one(b, _longest_strike(b, b.x < b.mean[b.seg]))
+    return single_row(b, _longest_strike(b, b.x < b.mean[b.seg]))
 
 
 @feature("longest_strike_above_mean", tsfresh=True)
 def longest_strike_above_mean(b: SegmentBatch, params: Params) -> Any:
     """Length of the longest run of values above the mean."""
-    return _one(b, _longest_strike(b, b.x > b.mean[b.seg]))
+    return single_row(b, _longest_strike(b, b.x > b.mean[b.seg]))
 
 
 @feature("count_above_mean", tsfresh=True)
 def count_above_mean(b: SegmentBatch, params: Params) -> Any:
     """Number of values above the mean."""
-    return _one(b, b.count(b.x > b.mean[b.seg]))
+    return single_row(b, b.count(b.x > b.mean[b.seg]))
 
 
 @feature("count_below_mean", tsfresh=True)
 def count_below_mean(b: SegmentBatch, params: Params) -> Any:
     """Number of values below the mean."""
-    return _one(b, b.count(b.x < b.mean[b.seg]))
+    return single_row(b, b.count(b.x < b.mean[b.seg]))
 
 
 def _first_last(b: SegmentBatch, target: Any) -> tuple[Any, Any]:
@@ -266,28 +265,28 @@ def _first_last(b: SegmentBatch, target: Any) -> tuple[Any, Any]:
 def last_location_of_maximum(b: SegmentBatch, params: Params) -> Any:
     """``1 - argmax(x[::-1]) / n``: relative position after the last maximum."""
     _, last = _first_last(b, b.maximum)
-    return _one(b, 1.0 - b.div(b.n - 1.0 - last, b.n))
+    return single_row(b, 1.0 - b.div(b.n - 1.0 - last, b.n))
 
 
 @feature("first_location_of_maximum", tsfresh=True)
 def first_location_of_maximum(b: SegmentBatch, params: Params) -> Any:
     """``argmax(x) / n``: relative position of the first maximum."""
     first, _ = _first_last(b, b.maximum)
-    return _one(b, b.div(first, b.n))
+    return single_row(b, b.div(first, b.n))
 
 
 @feature("last_location_of_minimum", tsfresh=True)
 def last_location_of_minimum(b: SegmentBatch, params: Params) -> Any:
     """``1 - argmin(x[::-1]) / n``: relative position after the last minimum."""
     _, last = _first_last(b, b.minimum)
-    return _one(b, 1.0 - b.div(b.n - 1.0 - last, b.n))
+    return single_row(b, 1.0 - b.div(b.n - 1.0 - last, b.n))
 
 
 @feature("first_location_of_minimum", tsfresh=True)
 def first_location_of_minimum(b: SegmentBatch, params: Params) -> Any:
     """``argmin(x) / n``: relative position of the first minimum."""
     first, _ = _first_last(b, b.minimum)
-    return _one(b, b.div(first, b.n))
+    return single_row(b, b.div(first, b.n))
 
 
 def _unique_stats(b: SegmentBatch) -> tuple[Any, Any, Any, Any]:
@@ -304,14 +303,14 @@ def _unique_stats(b: SegmentBatch) -> tuple[Any, Any, Any, Any]:
 def percentage_of_reoccurring_values_to_all_values(b: SegmentBatch, params: Params) -> Any:
     """Share of distinct values that occur more than once."""
     _, nuniq, nrep, _ = _unique_stats(b)
-    return _one(b, b.div(nrep, nuniq))
+    return single_row(b, b.div(nrep, nuniq))
 
 
 @feature("percentage_of_reoccurring_datapoints_to_all_datapoints", tsfresh=True)
 def percentage_of_reoccurring_datapoints_to_all_datapoints(b: SegmentBatch, params: Params) -> Any:
     """Share of values whose value occurs more than once."""
     _, _, _, rep_points = _unique_stats(b)
-    return _one(b, b.div(rep_points, b.n))
+    return single_row(b, b.div(rep_points, b.n))
 
 
 @feature("sum_of_reoccurring_values", tsfresh=True)
@@ -319,7 +318,7 @@ def sum_of_reoccurring_values(b: SegmentBatch, params: Params) -> Any:
     """Sum of the distinct values that occur more than once (each counted once)."""
     runs = b.runs
     v = b.xp.where(runs["count"] > 1, runs["value"], 0.0)
-    return _one(b, ar.seg_sum(b.xp, v, runs["seg"], b.nseg))
+    return single_row(b, ar.seg_sum(b.xp, v, runs["seg"], b.nseg))
 
 
 @feature("sum_of_reoccurring_data_points", tsfresh=True)
@@ -327,14 +326,14 @@ def sum_of_reoccurring_data_points(b: SegmentBatch, params: Params) -> Any:
     """Sum of all values whose value occurs more than once."""
     runs = b.runs
     v = b.xp.where(runs["count"] > 1, runs["value"] * runs["count"], 0.0)
-    return _one(b, ar.seg_sum(b.xp, v, runs["seg"], b.nseg))
+    return single_row(b, ar.seg_sum(b.xp, v, runs["seg"], b.nseg))
 
 
 @feature("ratio_value_number_to_time_series_length", tsfresh=True)
 def ratio_value_number_to_time_series_length(b: SegmentBatch, params: Params) -> Any:
     """Number of distinct values / n."""
     _, nuniq, _, _ = _unique_stats(b)
-    return _one(b, b.div(nuniq, b.n))
+    return single_row(b, b.div(nuniq, b.n))
 
 
 # ---- lag-based -------------------------------------------------------------------------------
@@ -354,7 +353,7 @@ def time_reversal_asymmetry_statistic(b: SegmentBatch, params: Params) -> Any:
         s = ar.seg_sum(xp, x1 * (x2 - x0) * (x2 + x0), sid, b.nseg)
         m = b.n - 2.0 * lag
         rows.append(xp.where(m > 0, s / xp.where(m > 0, m, 1.0), 0.0))
-    return _rows(b, rows)
+    return stack_rows(b, rows)
 
 
 @feature("c3", params=[{"lag": lag} for lag in range(1, 4)], tsfresh=True)
@@ -368,7 +367,7 @@ def c3(b: SegmentBatch, params: Params) -> Any:
         s = ar.seg_sum(xp, b.x[i] * b.x[i + lag] * b.x[i + 2 * lag], sid, b.nseg)
         m = b.n - 2.0 * lag
         rows.append(xp.where(m > 0, s / xp.where(m > 0, m, 1.0), 0.0))
-    return _rows(b, rows)
+    return stack_rows(b, rows)
 
 
 @feature("cid_ce", params=[{"normalize": True}, {"normalize": False}], tsfresh=True)
@@ -384,7 +383,7 @@ def cid_ce(b: SegmentBatch, params: Params) -> Any:
             rows.append(xp.where(std != 0, raw / xp.where(std != 0, std, 1.0), 0.0))
         else:
             rows.append(raw)
-    return _rows(b, rows)
+    return stack_rows(b, rows)
 
 
 @feature("symmetry_looking", params=[{"r": r * 0.05} for r in range(20)], tsfresh=True)
@@ -393,14 +392,14 @@ def symmetry_looking(b: SegmentBatch, params: Params) -> Any:
     xp = b.xp
     mmd = xp.abs(b.mean - b.median)
     rng = b.maximum - b.minimum
-    return _rows(b, [mmd < float(p["r"]) * rng for p in params])
+    return stack_rows(b, [mmd < float(p["r"]) * rng for p in params])
 
 
 @feature("large_standard_deviation", params=[{"r": r * 0.05} for r in range(1, 20)], tsfresh=True)
 def large_standard_deviation(b: SegmentBatch, params: Params) -> Any:
     """1.0 when ``std > r (max - min)``."""
     rng = b.maximum - b.minimum
-    return _rows(b, [b.std > float(p["r"]) * rng for p in params])
+    return stack_rows(b, [b.std > float(p["r"]) * rng for p in params])
 
 
 @feature(
@@ -410,13 +409,7 @@ def large_standard_deviation(b: SegmentBatch, params: Params) -> Any:
 )
 def quantile(b: SegmentBatch, params: Params) -> Any:
     """``np.quantile(x, q)`` with linear interpolation (one shared per-segment sort)."""
-    return _rows(b, [b.quantile(float(p["q"])) for p in params])
-
-
-def _lagged_cov(b: SegmentBatch, lag: int) -> Any:
-    i, sid = b.pairs(lag)
-    d = b.centered
-    return ar.seg_sum(b.xp, d[i] * d[i + lag], sid, b.nseg)
+    return stack_rows(b, [b.quantile(float(p["q"])) for p in params])
 
 
 @feature("autocorrelation", params=[{"lag": lag} for lag in range(10)], tsfresh=True)
@@ -429,10 +422,10 @@ def autocorrelation(b: SegmentBatch, params: Params) -> Any:
         lag = int(p["lag"])
         m = b.n - lag
         with np.errstate(all="ignore"):
-            res = _lagged_cov(b, lag) / (m * b.var)
+            res = lagged_cov(b, lag) / (m * b.var)
         res = xp.where((b.n < lag) | (m == 0) | flat_var, np.nan, res)
         rows.append(res)
-    return _rows(b, rows)
+    return stack_rows(b, rows)
 
 
 @feature(
@@ -452,7 +445,7 @@ def agg_autocorrelation(b: SegmentBatch, params: Params) -> Any:
     for lag in range(1, maxlag + 1):
         m = b.n - lag
         with np.errstate(all="ignore"):
-            a = _lagged_cov(b, lag) / (m * b.var)
+            a = lagged_cov(b, lag) / (m * b.var)
         cols.append(xp.where(m > 0, a, np.nan))
     acf = xp.stack(cols, axis=1)  # (nseg, maxlag)
     degenerate = (xp.abs(b.var) < 1e-10) | (b.n == 1)
@@ -481,7 +474,7 @@ def agg_autocorrelation(b: SegmentBatch, params: Params) -> Any:
             raise ValueError(f"agg_autocorrelation: unsupported f_agg {f!r}")
         res = xp.where(cnt > 0, res, np.nan)
         rows.append(xp.where(degenerate, 0.0, res))
-    return _rows(b, rows)
+    return stack_rows(b, rows)
 
 
 # ---- counting ---------------------------------------------------------------------------------
@@ -509,7 +502,7 @@ def index_mass_quantile(b: SegmentBatch, params: Params) -> Any:
         hit = mass >= float(p["q"])
         first, _ = _first_flag(b, hit)
         rows.append(xp.where(total > 0, (first + 1.0) / b.n, np.nan))
-    return _rows(b, rows)
+    return stack_rows(b, rows)
 
 
 def _first_flag(b: SegmentBatch, flag: Any) -> tuple[Any, Any]:
@@ -532,7 +525,7 @@ def number_crossing_m(b: SegmentBatch, params: Params) -> Any:
     for p in params:
         pos = b.x > p["m"]
         rows.append(ar.seg_count(b.xp, pos[i] != pos[i + 1], sid, b.nseg))
-    return _rows(b, rows)
+    return stack_rows(b, rows)
 
 
 @feature(
@@ -544,25 +537,25 @@ def ratio_beyond_r_sigma(b: SegmentBatch, params: Params) -> Any:
     """Share of values farther than r standard deviations from the mean."""
     dev = b.xp.abs(b.centered)
     lim = b.std[b.seg]
-    return _rows(b, [b.div(b.count(dev > float(p["r"]) * lim), b.n) for p in params])
+    return stack_rows(b, [b.div(b.count(dev > float(p["r"]) * lim), b.n) for p in params])
 
 
 @feature("count_above", params=[{"t": 0}], tsfresh=True)
 def count_above(b: SegmentBatch, params: Params) -> Any:
     """Share of values ``>= t``."""
-    return _rows(b, [b.div(b.count(b.x >= p["t"]), b.n) for p in params])
+    return stack_rows(b, [b.div(b.count(b.x >= p["t"]), b.n) for p in params])
 
 
 @feature("count_below", params=[{"t": 0}], tsfresh=True)
 def count_below(b: SegmentBatch, params: Params) -> Any:
     """Share of values ``<= t``."""
-    return _rows(b, [b.div(b.count(b.x <= p["t"]), b.n) for p in params])
+    return stack_rows(b, [b.div(b.count(b.x <= p["t"]), b.n) for p in params])
 
 
 @feature("value_count", params=[{"value": v} for v in [0, 1, -1]], tsfresh=True)
 def value_count(b: SegmentBatch, params: Params) -> Any:
     """Number of values equal to ``value``."""
-    return _rows(b, [b.count(b.x == p["value"]) for p in params])
+    return stack_rows(b, [b.count(b.x == p["value"]) for p in params])
 
 
 @feature(
@@ -572,7 +565,7 @@ def value_count(b: SegmentBatch, params: Params) -> Any:
 )
 def range_count(b: SegmentBatch, params: Params) -> Any:
     """Number of values in ``[min, max)``."""
-    return _rows(b, [b.count((b.x >= p["min"]) & (b.x < p["max"])) for p in params])
+    return stack_rows(b, [b.count((b.x >= p["min"]) & (b.x < p["max"])) for p in params])
 
 
 @feature("number_peaks", params=[{"n": n} for n in [1, 3, 5, 10, 50]], tsfresh=True)
@@ -589,7 +582,7 @@ def number_peaks(b: SegmentBatch, params: Params) -> Any:
         for k in range(1, n + 1):
             ok &= (xi > b.x[idx - k]) & (xi > b.x[idx + k])
         rows.append(ar.seg_count(xp, ok, b.seg[idx], b.nseg))
-    return _rows(b, rows)
+    return stack_rows(b, rows)
 
 
 @feature(
@@ -613,7 +606,7 @@ def energy_ratio_by_chunks(b: SegmentBatch, params: Params) -> Any:
         chunk = xp.where(b.pos < big, b.pos // (qs + 1), rs + (b.pos - big) // xp.maximum(qs, 1))
         e = b.sum(xp.where(chunk == focus, x2, 0.0))
         rows.append(xp.where(total == 0, np.nan, e / xp.where(total == 0, 1.0, total)))
-    return _rows(b, rows)
+    return stack_rows(b, rows)
 
 
 @feature("mean_n_absolute_max", params=[{"number_of_maxima": 7}], tsfresh=True)
@@ -639,7 +632,7 @@ def mean_n_absolute_max(b: SegmentBatch, params: Params) -> Any:
         cand = xp.sort(xp.concatenate([lo_v, hi_v], axis=1), axis=1)[:, -k:]
         res = cand.sum(axis=1) / k
         rows.append(xp.where(b.n > k, res, np.nan))
-    return _rows(b, rows)
+    return stack_rows(b, rows)
 
 
 @feature(
@@ -691,118 +684,23 @@ def change_quantiles(b: SegmentBatch, params: Params) -> Any:
             raise ValueError(f"change_quantiles: unsupported f_agg {p['f_agg']!r}")
         res = xp.where((cnt == 0) | (lo == hi), 0.0, res)
         rows.append(res)
-    return _rows(b, rows)
+    return stack_rows(b, rows)
 
 
 @feature("binned_entropy", params=[{"max_bins": 10}], tsfresh=True)
 def binned_entropy(b: SegmentBatch, params: Params) -> Any:
     """Entropy of ``np.histogram(x, bins=max_bins)`` counts, reproducing NumPy's bin edges."""
-    return _rows(
+    return stack_rows(
         b, [histogram_entropy(b.xp, b.x, b.seg, b.nseg, int(p["max_bins"])) for p in params]
     )
 
 
-def histogram_entropy(xp: Any, values: Any, seg: Any, nseg: int, nb: int) -> Any:
-    """Per segment, ``-sum(p log p)`` of ``np.histogram(values, bins=nb)`` shares (p > 0).
-
-    NumPy's histogram, reproduced: edges ``linspace(min, max, nb + 1)`` (``min - 0.5``,
-    ``max + 0.5`` for a constant segment), the bin from the scaled value, then the
-    one-off corrections against the edges, the last bin closed on the right.
-    """
-    count = ar.seg_count(xp, xp.ones(values.shape[0], dtype=bool), seg, nseg).astype(np.float64)
-    first = ar.seg_min(xp, values, seg, nseg)
-    last = ar.seg_max(xp, values, seg, nseg)
-    same = first == last
-    first = xp.where(same, first - 0.5, first)
-    last = xp.where(same, last + 0.5, last)
-    step = (last - first) / nb
-    jj = xp.arange(nb + 1, dtype=np.float64)
-    edges = first[:, None] + jj[None, :] * step[:, None]
-    edges[:, -1] = last
-    norm = nb / (last - first)
-    f = (values - first[seg]) * norm[seg]
-    idx = xp.clip(xp.nan_to_num(f, nan=0.0), 0, nb).astype(np.int64)
-    idx = xp.where(idx == nb, nb - 1, idx)
-    flat_edges = edges.reshape(-1)
-    base = seg * (nb + 1)
-    dec = values < flat_edges[base + idx]
-    idx = idx - dec
-    inc = (values >= flat_edges[base + idx + 1]) & (idx != nb - 1)
-    idx = idx + inc
-    counts = xp.bincount(seg * nb + idx, minlength=nseg * nb)[: nseg * nb]
-    probs = counts.reshape(nseg, nb).astype(np.float64) / xp.where(count > 0, count, 1.0)[:, None]
-    probs = xp.where(probs == 0, 1.0, probs)
-    return -(probs * xp.log(probs)).sum(axis=1)
-
-
 # ---- linear regression --------------------------------------------------------------------
-_LINREG_ATTRS = ("pvalue", "rvalue", "intercept", "slope", "stderr")
-
-
-def segment_linregress(
-    xp: Any, y: Any, t: Any, sid: Any, nseg: int, m: Any, *, evenly_spaced: bool = True
-) -> dict[str, Any]:
-    """``scipy.stats.linregress(t, y)`` per segment, vectorised.
-
-    ``t`` is the 0-based position of each ``y`` in its segment (``evenly_spaced``: it is
-    ``0..m-1`` and its mean is ``(m-1)/2``; otherwise any abscissa, its mean summed), ``m`` the
-    segment length (float array). Moments are centred (no cancellation on large offsets). The
-    p-value needs Student's t distribution: it is evaluated on the host with SciPy (one value
-    per segment).
-    """
-    safe_m = xp.where(m > 0, m, 1.0)
-    tm = (m - 1.0) / 2.0 if evenly_spaced else ar.seg_sum(xp, t, sid, nseg) / safe_m
-    # shift by the first y of the segment for an accurate mean
-    first_idx = xp.searchsorted(sid, xp.arange(nseg), side="left")
-    has = m > 0
-    y0 = (
-        xp.where(has, y[xp.clip(first_idx, 0, max(int(y.shape[0]) - 1, 0))], 0.0)
-        if int(y.shape[0])
-        else xp.zeros(nseg)
-    )
-    ym = y0 + ar.seg_sum(xp, y - y0[sid], sid, nseg) / safe_m
-    dy = y - ym[sid]
-    dt = t - tm[sid]
-    ssxm = ar.seg_sum(xp, dt * dt, sid, nseg) / safe_m
-    ssxym = ar.seg_sum(xp, dt * dy, sid, nseg) / safe_m
-    ssym = ar.seg_sum(xp, dy * dy, sid, nseg) / safe_m
-    degenerate = (ssxm == 0.0) | (ssym == 0.0)
-    with np.errstate(all="ignore"):
-        r = ssxym / xp.sqrt(ssxm * ssym)
-        r = xp.clip(r, -1.0, 1.0)
-        r = xp.where(degenerate, xp.where(ssxym == 0, np.nan, 0.0), r)
-        slope = ssxym / ssxm
-        intercept = ym - slope * tm
-        df = m - 2.0
-        tiny = 1.0e-20
-        tstat = r * xp.sqrt(df / ((1.0 - r + tiny) * (1.0 + r + tiny)))
-        stderr = xp.sqrt((1.0 - r**2) * ssym / ssxm / df)
-    from scipy import special
-
-    t_h = ar.to_host(tstat)
-    df_h = ar.to_host(df)
-    with np.errstate(all="ignore"):
-        p_h = 2.0 * special.stdtr(np.where(df_h > 0, df_h, 1.0), -np.abs(t_h))
-    pvalue = xp.asarray(np.where(df_h > 0, p_h, np.nan))
-    # n == 2: scipy's special case
-    two = m == 2
-    last_idx = xp.clip(first_idx + 1, 0, max(int(y.shape[0]) - 1, 0))
-    if int(y.shape[0]):
-        eq = y[xp.clip(first_idx, 0, int(y.shape[0]) - 1)] == y[last_idx]
-    else:
-        eq = xp.zeros(nseg, dtype=bool)
-    pvalue = xp.where(two, xp.where(eq, 1.0, 0.0), pvalue)
-    stderr = xp.where(two, 0.0, stderr)
-    out = {"slope": slope, "intercept": intercept, "rvalue": r, "pvalue": pvalue, "stderr": stderr}
-    single = m < 2
-    return {k: xp.where(single, np.nan, v) for k, v in out.items()}
-
-
-@feature("linear_trend", params=[{"attr": a} for a in _LINREG_ATTRS], tsfresh=True)
+@feature("linear_trend", params=[{"attr": a} for a in LINREG_ATTRS], tsfresh=True)
 def linear_trend(b: SegmentBatch, params: Params) -> Any:
     """Least-squares line against the index ``0..n-1`` (``scipy.stats.linregress``)."""
     lr = segment_linregress(b.xp, b.x, b.pos.astype(np.float64), b.seg, b.nseg, b.n)
-    return _rows(b, [lr[p["attr"]] for p in params])
+    return stack_rows(b, [lr[p["attr"]] for p in params])
 
 
 @feature(
@@ -852,7 +750,7 @@ def agg_linear_trend(b: SegmentBatch, params: Params) -> Any:
             too_short = b.n_int <= cl
             cache[(cl, f)] = {k: xp.where(too_short, np.nan, v) for k, v in lr.items()}
         rows.append(cache[(cl, f)][p["attr"]])
-    return _rows(b, rows)
+    return stack_rows(b, rows)
 
 
 # ---- spectral ---------------------------------------------------------------------------------

@@ -12,6 +12,13 @@ Calculator contract
 ``func(batch, params) -> array`` of shape ``(len(params), batch.nseg)``, float64, on the batch's
 array module, where ``params`` is a list of parameter dicts (a calculator with no parameters gets
 ``[{}]``). Computing all parameter combinations in one call shares the work (sorting, FFTs).
+
+Layering
+--------
+This module is a leaf of the feature engine: it imports no calculator module. Calculator modules
+import it (for :func:`feature`) and :mod:`eraflow.features.kernels`, nothing else of the
+package; :mod:`eraflow.features.catalog` imports them all, so the registry is complete as soon
+as ``eraflow.features`` is imported.
 """
 
 from __future__ import annotations
@@ -136,21 +143,13 @@ def feature(
     return decorate
 
 
-def _load_calculators() -> None:
-    # Importing the modules runs their @feature decorators (once).
-    from eraflow.features import (  # noqa: F401
-        calculators_basic,
-        calculators_complexity,
-        calculators_models,
-        calculators_signal,
-        calculators_tsfresh,
-        rolling,
-    )
-
-
 def feature_registry() -> dict[str, Calculator]:
-    """All registered calculators by name (tsfresh-compatible first, then eraflow's own)."""
-    _load_calculators()
+    """All registered calculators by name, in registration order (the feature order).
+
+    The registry is filled by importing the calculator modules, which
+    :mod:`eraflow.features.catalog` does, in a fixed order, when the package is imported
+    (importing any ``eraflow.features`` module imports the package first).
+    """
     return dict(_REGISTRY)
 
 

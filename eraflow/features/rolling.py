@@ -28,10 +28,10 @@ import pandas as pd
 
 from eraflow.errors import ConfigError
 from eraflow.features import arrays as ar
+from eraflow.features.kernels import Params
 from eraflow.features.registry import feature
 from eraflow.features.segments import SegmentBatch
 
-Params = list[dict[str, Any]]
 WINDOWS = ("30min", "2h")
 AGGS = ("mean", "std", "min", "max")
 _PARAMS = [{"window": w, "agg": a} for w in WINDOWS for a in AGGS]
