@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -32,11 +33,20 @@ class TransientError(EraflowError):
     """A failure that may not happen again, so it is retried (a worker lost mid-run)."""
 
 
-def validation_message(exc: ValidationError) -> str:
-    """``field: problem (got value); ...`` from a pydantic error: no URLs, no model dumps."""
+def validation_message(
+    exc: ValidationError,
+    rename: Callable[[tuple[str | int, ...]], tuple[str | int, ...]] | None = None,
+) -> str:
+    """``field: problem (got value); ...`` from a pydantic error: no URLs, no model dumps.
+
+    ``rename`` maps an error's location to the names the user gave (flat public names).
+    """
     parts = []
     for error in exc.errors():
-        where = ".".join(str(p) for p in error["loc"] if p != "__root__")
+        location = tuple(error["loc"])
+        if rename is not None:
+            location = rename(location)
+        where = ".".join(str(p) for p in location if p != "__root__")
         message = str(error["msg"]).removeprefix("Value error, ")
         given = error.get("input")
         if (

@@ -12,11 +12,12 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 
 from eraflow.batches import config_hash
-from eraflow.config import PipelineConfig
+from eraflow.config import FeatureOptions
 from eraflow.history import stage_engines
 from eraflow.store.base import Key, ResultStore
 
@@ -24,44 +25,43 @@ ENGINE_VERSION = "features-3"  # tsfresh's whole catalogue; catalogue-raised pro
 TSFRESH_VERSION = "tsfresh-0.21.2-2"
 
 
-def _catalogue_digest(config: PipelineConfig) -> str:
+def _catalogue_digest(catalogue: Path | None) -> str:
     """A user catalogue counts by its content (it sets each sensor's profile)."""
-    if config.catalogue is None:
+    if catalogue is None:
         return ""
-    return hashlib.sha256(config.catalogue.read_bytes()).hexdigest()
+    return hashlib.sha256(catalogue.read_bytes()).hexdigest()
 
 
-def engine_config_hash(config: PipelineConfig) -> str:
+def engine_config_hash(features: FeatureOptions, freq: str, catalogue: Path | None) -> str:
     """The settings hash of the engine stage: profile, catalogue, grid step, engine version."""
     return config_hash(
-        {
-            "profile": config.features_profile,
-            "freq": config.freq,
-            "catalogue": _catalogue_digest(config),
-        },
+        {"profile": features.profile, "freq": freq, "catalogue": _catalogue_digest(catalogue)},
         [ENGINE_VERSION],
     )
 
 
-def tsfresh_config_hash(config: PipelineConfig) -> str:
+def tsfresh_config_hash(features: FeatureOptions, freq: str, catalogue: Path | None) -> str:
     """The settings hash of the tsfresh stage."""
     return config_hash(
         {
-            "profile": config.tsfresh_profile,
-            "engine_profile": config.features_profile,
-            "freq": config.freq,
-            "catalogue": _catalogue_digest(config),
+            "profile": features.tsfresh_profile,
+            "engine_profile": features.profile,
+            "freq": freq,
+            "catalogue": _catalogue_digest(catalogue),
         },
         [TSFRESH_VERSION],
     )
 
 
-def stage_hashes(config: PipelineConfig) -> dict[str, dict[str, str]]:
-    """``{stage: {level: config_hash}}`` of the stages this configuration keeps up to date."""
-    engine = engine_config_hash(config)
+def stage_hashes(
+    features: FeatureOptions, freq: str, catalogue: Path | None
+) -> dict[str, dict[str, str]]:
+    """``{stage: {level: config_hash}}`` of the stages these settings keep up to date."""
+    engine = engine_config_hash(features, freq, catalogue)
     stages = {"engine": dict.fromkeys(("A", "B", "C"), engine)}
-    if config.tsfresh_levels:
-        stages["tsfresh"] = dict.fromkeys(config.tsfresh_levels, tsfresh_config_hash(config))
+    if features.tsfresh_levels:
+        tsfresh = tsfresh_config_hash(features, freq, catalogue)
+        stages["tsfresh"] = dict.fromkeys(features.tsfresh_levels, tsfresh)
     return stages
 
 

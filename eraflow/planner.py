@@ -77,7 +77,7 @@ class PlannerSettings(BaseModel):
     profile_weights: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_PROFILE_WEIGHTS))
     gpu_available: bool = False
     gpu_workers: int = Field(default=1, ge=0)
-    cpu_workers: int = Field(default=1, ge=1)
+    cpu_workers: int = Field(default=2, ge=1)
     gpu_min_cost: float = Field(default=1e6, ge=0, allow_inf_nan=False)
     gpu_min_share: float = Field(default=0.5, ge=0, le=1)
     max_batch_cost: float | None = Field(default=None, gt=0, allow_inf_nan=False)

@@ -20,7 +20,7 @@ from prefect.futures import PrefectFuture, as_completed
 from prefect.runtime import flow_run
 from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
-from eraflow.config import BackfillSettings, PipelineConfig, to_utc
+from eraflow.config import FLAT, BackfillSettings, PipelineConfig, to_utc
 from eraflow.errors import EraflowError
 from eraflow.preflight import check_config
 from eraflow.ranges import split_range
@@ -67,14 +67,14 @@ def run_chunk(deployment: str, start: datetime, end: datetime, parameters: dict[
         parameters=parameters | {"start": start.isoformat(), "end": end.isoformat()},
         name=f"pipeline[chunk {start:%Y-%m-%d}..{end:%Y-%m-%d}]",
         tags=["backfill"],
-        timeout=settings.seconds("child_timeout"),
-        lost_after=settings.seconds("lost_worker_after"),
+        timeout=settings.orchestration.seconds("child_timeout"),
+        lost_after=settings.orchestration.seconds("lost_worker_after"),
     )
     return str(child.id)
 
 
 def _config_fields(params: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in params.items() if k in PipelineConfig.model_fields and v is not None}
+    return {k: v for k, v in params.items() if k in FLAT and v is not None}
 
 
 _RANGE = [
@@ -126,9 +126,9 @@ def backfill(**params: Any) -> RunSummary:
     check_config(config)
     chunks = split_range(start, end, settings.chunk)
     clock = StageClock()
-    if deployment is not None and config.store_block is None:
+    if deployment is not None and config.store.block is None:
         # Chunk runs work in their worker's folder: the Parquet store as an absolute path.
-        wanted["store"] = str(Path(config.store).resolve())
+        wanted["store"] = str(Path(config.store.path).resolve())
     chunk_params = wanted | {
         "segment": False,
         "select": False,
@@ -137,9 +137,7 @@ def backfill(**params: Any) -> RunSummary:
         "reuse_source": deployment is None,
     }
     children: list[str] = []
-    with_data = [
-        (b, f) for b, f in chunks if source_rows(config.model_copy(update={"start": b, "end": f}))
-    ]
+    with_data = [(b, f) for b, f in chunks if source_rows(config.replace(start=b, end=f))]
     if len(with_data) < len(chunks):
         get_run_logger().warning(
             "%d of %d chunks skipped: the source holds no data in them",
@@ -160,18 +158,28 @@ def backfill(**params: Any) -> RunSummary:
         )
     clock.lap("chunks")
 
-    entities = backfill_entities(config, start, end)
+    entities = backfill_entities(config.store, config.source.entities, start, end)
     run_id = str(flow_run.get_id() or "local")
-    if entities and config.segment:
+    if entities and config.eras.segment:
         segment_entities(entities, config, start, run_id)
     clock.lap("eras")
-    due = {e: due_batches(e, config) for e in entities}
+    parts = (config.grid, config.store, config.features, config.source.catalogue)
+    due = {e: due_batches(e, *parts) for e in entities}
     batches = [b for found, _ in due.values() for b in found]
     _, computed = compute_features(batches, {e: s for e, (_, s) in due.items()}, config, run_id)
     clock.lap("features")
-    selection = select_scope_levels(config, entities, run_id) if entities and config.select else {}
+    selection = (
+        select_scope_levels(config, entities, run_id) if entities and config.selection.run else {}
+    )
     clock.lap("selection")
-    plots = {e: str(plot_entity_eras(e, config, run_id)) for e in entities} if config.report else {}
+    plots = (
+        {
+            e: str(plot_entity_eras(e, config.grid, config.store, config.source.catalogue, run_id))
+            for e in entities
+        }
+        if config.store.report
+        else {}
+    )
     clock.lap("plots")
     summary = RunSummary(
         kind="backfill",
@@ -179,16 +187,16 @@ def backfill(**params: Any) -> RunSummary:
         start=start,
         end=end,
         entities=entities,
-        grid_rows=stored_grid_rows(config, entities, start, end),
+        grid_rows=stored_grid_rows(config.store, entities, start, end),
         chunks=len(with_data),
         chunks_skipped=len(chunks) - len(with_data),
         chunk_runs=children,
         computed=computed_eras(batches),
         feature_rows=sum(computed.values()),
-        features_computed=config.features,
-        scope=(config.selection_scope or scope_name(entities)) if entities else None,
+        features_computed=config.features.compute,
+        scope=(config.selection.scope or scope_name(entities)) if entities else None,
         selection=selection,
-        store=describe_store(config),
+        store=describe_store(config.store),
         tables=list(TABLES),
         stages=clock.seconds,
         plots=plots,

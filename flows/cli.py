@@ -15,8 +15,10 @@ from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, cast
 
+from pydantic import BaseModel
+
 from eraflow.cli_support import USAGE, new_app, run_app, with_options
-from eraflow.config import BackfillSettings, PipelineConfig
+from eraflow.config import DEFAULT_STORE, BackfillSettings, PipelineConfig, PipelineParameters
 from eraflow.errors import ConfigError
 from eraflow.load_source import LoadSettings, load
 from eraflow.memory import limit_heaps
@@ -85,9 +87,14 @@ def _ended(command: str, state: State[Any]) -> int:
     return 0
 
 
-def run(*, config: PipelineConfig | None = None) -> int:
+def _tree(options: BaseModel | None) -> PipelineConfig:
+    """The settings tree of the flat options the command was given."""
+    return PipelineConfig.build(**(options.model_dump() if options is not None else {}))
+
+
+def run(*, config: BaseModel | None = None) -> int:
     """Run the pipeline once (every option below is also a flow parameter)."""
-    config = config or PipelineConfig()
+    config = _tree(config)
     _preflight(config)
     with _prefect_context(_home()):
         from flows.pipeline import feature_pipeline
@@ -97,30 +104,28 @@ def run(*, config: PipelineConfig | None = None) -> int:
         with stage_bars():
             state = cast(
                 "State[Any]",
-                feature_pipeline(**config.model_dump(mode="json"), return_state=True),
+                feature_pipeline(**config.flat(), return_state=True),
             )
     return _ended("run", state)
 
 
-def backfill(
-    *, config: PipelineConfig | None = None, chunks: BackfillSettings | None = None
-) -> int:
+def backfill(*, config: BaseModel | None = None, chunks: BackfillSettings | None = None) -> int:
     """Run a long range in chunks, then eras, features and selection once.
 
     Start and end are required. Chunks run here one after the other, or as runs of
     --chunk-deployment on a server (PREFECT_API_URL).
     """
-    config, chunks = config or PipelineConfig(), chunks or BackfillSettings()
-    if config.start is None or config.end is None:
+    config, chunks = _tree(config), chunks or BackfillSettings()
+    if config.source.start is None or config.source.end is None:
         raise ConfigError("a backfill needs --start and --end")
     _preflight(config)
-    split_range(config.start, config.end, chunks.chunk)
+    split_range(config.source.start, config.source.end, chunks.chunk)
     if chunks.chunk_deployment is not None and not os.environ.get("PREFECT_API_URL"):
         raise ConfigError(
             f"--chunk-deployment {chunks.chunk_deployment}: chunks on a deployment need its "
             "server: export PREFECT_API_URL (eraflow server up prints the line)"
         )
-    params = config.model_dump(mode="json", exclude={"start", "end"})
+    params = {k: v for k, v in config.flat().items() if k not in ("start", "end")}
     with _prefect_context(_home()):
         from flows.backfill import backfill as backfill_flow
         from tasks.resources import check_resources
@@ -130,8 +135,8 @@ def backfill(
             state = cast(
                 "State[Any]",
                 backfill_flow(
-                    start=config.start,
-                    end=config.end,
+                    start=config.source.start,
+                    end=config.source.end,
                     **chunks.model_dump(),
                     parameters=params,
                     return_state=True,
@@ -148,7 +153,7 @@ def load_command(*, settings: LoadSettings | None = None) -> int:
     return 0
 
 
-def show(*, store: Path = Path("eraflow-store"), run_id: str | None = None) -> int:
+def show(*, store: Path = DEFAULT_STORE, run_id: str | None = None) -> int:
     """A finished run's summary and where its tables and report are.
 
     Parameters
@@ -169,7 +174,7 @@ def matrix(
     level: Literal["A", "B", "C"],
     out: Path,
     entity: str | None = None,
-    store: Path = Path("eraflow-store"),
+    store: Path = DEFAULT_STORE,
     store_block: str | None = None,
 ) -> int:
     """Export one level's feature matrix of a scope (one row per era) to Parquet or CSV.
@@ -202,7 +207,7 @@ def matrix(
     with context:
         from tasks.resources import store_session
 
-        with store_session(config) as opened:
+        with store_session(config.store) as opened:
             frame = read_feature_matrix(opened, scope, level, entity=entity)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".csv":
@@ -213,7 +218,7 @@ def matrix(
     return 0
 
 
-def repair(*, store: Path = Path("eraflow-store"), store_block: str | None = None) -> int:
+def repair(*, store: Path = DEFAULT_STORE, store_block: str | None = None) -> int:
     """Find unreadable files of a Parquet store, move them aside, and say what to re-run.
 
     Each unreadable file goes to ``<store>/.quarantine/``; its key range is left empty, and
@@ -237,7 +242,7 @@ def repair(*, store: Path = Path("eraflow-store"), store_block: str | None = Non
     with context:
         from tasks.resources import store_session
 
-        with store_session(config) as opened:
+        with store_session(config.store) as opened:
             report = repair_store(opened)
     print("\n".join(report.lines()))
     return 0 if report.clean else 1
@@ -366,8 +371,10 @@ def status(*, home: Path = Path(".prefect-home")) -> int:
     return 0
 
 
-app.command(with_options(run, config=PipelineConfig), name="run")
-app.command(with_options(backfill, config=PipelineConfig, chunks=BackfillSettings), name="backfill")
+app.command(with_options(run, config=PipelineParameters), name="run")
+app.command(
+    with_options(backfill, config=PipelineParameters, chunks=BackfillSettings), name="backfill"
+)
 app.command(with_options(load_command, settings=LoadSettings), name="load")
 app.command(show)
 app.command(matrix)

@@ -78,13 +78,12 @@ def era_features_flow(
             "no CUDA device on this worker: %d batches on the CPU", len(era_batches)
         )
         device = "cpu"
+    parts = (settings.features, settings.grid, settings.store, settings.source.catalogue)
     engine = [
-        era_features.submit(b, settings, run_id, device) for b in era_batches if b.stage == "engine"
+        era_features.submit(b, *parts, run_id, device) for b in era_batches if b.stage == "engine"
     ]
     tsfresh = [
-        era_tsfresh_features.submit(b, settings, run_id)
-        for b in era_batches
-        if b.stage == "tsfresh"
+        era_tsfresh_features.submit(b, *parts, run_id) for b in era_batches if b.stage == "tsfresh"
     ]
     progress = RunProgress(f"features on {device}", "batches")
     for done, future in enumerate(as_completed(engine + tsfresh), start=1):

@@ -18,7 +18,7 @@ from prefect.futures import PrefectFuture, as_completed, wait
 from prefect.runtime import flow_run
 
 from eraflow.batches import EraBatch
-from eraflow.config import SIMULATOR, PipelineConfig
+from eraflow.config import SIMULATOR, PipelineConfig, PipelineParameters
 from eraflow.errors import EraflowError
 from eraflow.grid import grid_step
 from eraflow.memory import limit_heaps
@@ -63,28 +63,31 @@ def _dispatch(plan: Plan, config: PipelineConfig, run_id: str) -> dict[str, int]
     # Children read only the store: no source settings (a worker may lack the source files),
     # and the Parquet store as an absolute path (workers may run in other folders). Workers on
     # other hosts need a shared store: a PostgreSQL store block.
-    config_json = config.model_dump(mode="json") | {
+    config_json = config.flat() | {
         "source": "simulator",
         "data_root": None,
         "sources": None,
         "source_block": None,
         "postgres_source": None,
-        "store": str(Path(config.store).resolve()),
+        "store": str(Path(config.store.path).resolve()),
     }
     groups = {
         key: [a.batch.model_dump(mode="json") for a in assigned]
         for key, assigned in plan.by_worker().items()
         if assigned
     }
-    if config.dispatch == "pools":
+    if config.orchestration.dispatch == "pools":
         futures = [
-            run_pool_group.submit(config.deployment, device, worker, batches, config_json, run_id)
+            run_pool_group.submit(
+                config.orchestration.deployment, device, worker, batches, config_json, run_id
+            )
             for (device, worker), batches in groups.items()
         ]
         _results(futures, "era-features dispatch")
-        return ledger_rows(config, sorted({a.batch.entity for a in plan.assignments}), run_id)
+        entities = sorted({a.batch.entity for a in plan.assignments})
+        return ledger_rows(config.store, entities, run_id)
     totals = {"engine": 0, "tsfresh": 0}
-    subflow = era_features_flow.with_options(task_runner=make_task_runner(config))
+    subflow = era_features_flow.with_options(task_runner=make_task_runner(config.orchestration))
     for device in ("gpu", "cpu"):
         batches = [b for (d, _), group in groups.items() if d == device for b in group]
         if batches:
@@ -98,7 +101,14 @@ def segment_entities(
 ) -> list[EraBatch]:
     """Re-segment each entity's stored history; the era batches whose features are due."""
     era_futures = detect_entity_eras.map(
-        entities, unmapped(config), unmapped(start), unmapped(run_id)
+        entities,
+        unmapped(config.eras),
+        unmapped(config.grid),
+        unmapped(config.store),
+        unmapped(config.features),
+        unmapped(config.source.catalogue),
+        unmapped(start),
+        unmapped(run_id),
     )
     progress = RunProgress("eras", "entities")
     for done, _ in enumerate(as_completed(era_futures), start=1):
@@ -109,10 +119,17 @@ def segment_entities(
 def compute_features(
     batches: list[EraBatch], sensors: dict[str, list[str]], config: PipelineConfig, run_id: str
 ) -> tuple[Plan, dict[str, int]]:
-    """Plan and run the due era batches (nothing when config.features is off)."""
-    if not config.features or not batches:
+    """Plan and run the due era batches (nothing when config.features.compute is off)."""
+    if not config.features.compute or not batches:
         return Plan(assignments=[]), {"engine": 0, "tsfresh": 0}
-    plan = plan_era_batches(batches, sensors, config)
+    plan = plan_era_batches(
+        batches,
+        sensors,
+        config.orchestration,
+        config.features.device,
+        config.store,
+        config.source.catalogue,
+    )
     return plan, _dispatch(plan, config, run_id)
 
 
@@ -124,10 +141,21 @@ def select_scope_levels(
     One after the other, so memory holds one level's matrix at most (level C of a year is
     about a thousand eras by ten thousand features).
     """
-    scope = config.selection_scope or scope_name(entities)
-    chosen = [lv for lv in (levels or ["A", "B", "C"]) if lv in config.selection_levels]
+    scope = config.selection.scope or scope_name(entities)
+    chosen = [lv for lv in (levels or ["A", "B", "C"]) if lv in config.selection.levels]
     return {
-        level: SelectionCount(**select_level(level, scope, entities, config, run_id))
+        level: SelectionCount(
+            **select_level(
+                level,
+                scope,
+                entities,
+                config.selection,
+                config.features.device,
+                config.grid,
+                config.store,
+                run_id,
+            )
+        )
         for level in chosen
     }
 
@@ -141,7 +169,7 @@ def _run_name() -> str:
 
 
 @flow(name="feature-pipeline", flow_run_name=_run_name, log_prints=True)
-@parameters_from(PipelineConfig)
+@parameters_from(PipelineParameters)
 def feature_pipeline(**params: Any) -> RunSummary:
     """Ingest, grid, eras, features and selection for one range of one or more entities.
 
@@ -151,7 +179,7 @@ def feature_pipeline(**params: Any) -> RunSummary:
     """
     follow_worker()
     config = PipelineConfig.build(**params)
-    if config.previous_day and config.start is None and config.end is None:
+    if config.source.previous_day and config.source.start is None and config.source.end is None:
         start, end = day_before(flow_run.get_scheduled_start_time())
         config = PipelineConfig.build(**(params | {"start": start, "end": end}))
     return run_pipeline(config)
@@ -183,27 +211,31 @@ def run_pipeline(config: PipelineConfig) -> RunSummary:
     grid_plan = check_resources(config) or from_files
     if grid_plan is not None:
         get_run_logger().info("grid to build: %s", grid_plan.describe())
-    frames = ingest_sources(config)
+    frames = ingest_sources(config.source)
     clock.lap("ingest")
-    aggregated = aggregate_grid(frames, config)
+    aggregated = aggregate_grid(frames, config.source, config.grid, report=config.store.report)
     del frames
     clock.lap("aggregate")
     grid = aggregated.grid
-    start_utc = config.start or grid["time"].min()
-    end_utc = config.end or grid["time"].max() + grid_step(config.freq)
+    start_utc = config.source.start or grid["time"].min()
+    end_utc = config.source.end or grid["time"].max() + grid_step(config.grid.freq)
     inputs = aggregated.report.per_sensor
     mapped = {str(e): part["sensor"].astype(str).tolist() for e, part in inputs.groupby("entity")}
-    writes = fill_and_store(grid, config, start_utc, end_utc, mapped)
+    writes = fill_and_store(
+        grid, config.grid, config.store, config.source.catalogue, start_utc, end_utc, mapped
+    )
     entity_names = [w.entity for w in writes]
     clock.lap("gap-fill + store")
 
     run_id = str(flow_run.get_id() or "local")
-    batches = segment_entities(entity_names, config, start_utc, run_id) if config.segment else []
+    batches = (
+        segment_entities(entity_names, config, start_utc, run_id) if config.eras.segment else []
+    )
     clock.lap("eras")
     live = {w.entity: list(w.sensors) for w in writes}
     plan, rows_by_stage = compute_features(batches, live, config, run_id)
     clock.lap("features")
-    selection = select_scope_levels(config, entity_names, run_id) if config.select else {}
+    selection = select_scope_levels(config, entity_names, run_id) if config.selection.run else {}
     clock.lap("selection")
 
     summary = RunSummary(
@@ -217,15 +249,17 @@ def run_pipeline(config: PipelineConfig) -> RunSummary:
         computed=computed_eras(batches),
         feature_rows=sum(rows_by_stage.values()),
         plan=plan.to_frame()["device"].value_counts().to_dict() if batches else {},
-        features_computed=config.features,
-        scope=(config.selection_scope or scope_name(entity_names)) if config.select else None,
+        features_computed=config.features.compute,
+        scope=(config.selection.scope or scope_name(entity_names))
+        if config.selection.run
+        else None,
         selection=selection,
-        store=describe_store(config),
+        store=describe_store(config.store),
         tables=list(TABLES),
         stages=clock.seconds,
         plots=(
-            {e: str(era_plot_path(config, run_id, e)) for e in entity_names}
-            if config.report and config.segment
+            {e: str(era_plot_path(config.store, run_id, e)) for e in entity_names}
+            if config.store.report and config.eras.segment
             else {}
         ),
     )
@@ -235,14 +269,14 @@ def run_pipeline(config: PipelineConfig) -> RunSummary:
 
 def finish_run(summary: RunSummary, config: PipelineConfig, inputs: pd.DataFrame) -> None:
     """Save the summary (and the report when asked) and say where the results are."""
-    if config.report:
-        summary.report = str(run_report(summary, config, inputs).resolve())
+    if config.store.report:
+        summary.report = str(run_report(summary, config.store, inputs).resolve())
     else:
-        record_summary(summary, config)
+        record_summary(summary, config.store)
     rows = "\n".join(f"| {k} | {v} |" for k, v in summary.model_dump(mode="json").items())
     read_hint = (
         ""
-        if config.store_block
+        if config.store.block
         else f"\n\nRead the results with `pandas.read_parquet('{summary.store}/<table>')`."
     )
     create_markdown_artifact(

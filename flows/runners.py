@@ -11,7 +11,7 @@ from typing import Any
 
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
-from eraflow.config import PipelineConfig
+from eraflow.config import OrchestrationOptions
 
 
 def local_cuda_cluster(**kwargs: Any) -> Any:
@@ -21,21 +21,21 @@ def local_cuda_cluster(**kwargs: Any) -> Any:
     return LocalCUDACluster(threads_per_worker=1, **kwargs)
 
 
-def make_task_runner(config: PipelineConfig) -> TaskRunner[Any]:
-    """The runner named by ``config.task_runner`` (and ``dask_address``)."""
-    if config.task_runner == "threads":
-        return ThreadPoolTaskRunner(max_workers=max(config.cpu_workers, 2))
+def make_task_runner(options: OrchestrationOptions) -> TaskRunner[Any]:
+    """The runner named by ``options.task_runner`` (and ``dask_address``)."""
+    if options.task_runner == "threads":
+        return ThreadPoolTaskRunner(max_workers=max(options.cpu_workers, 2))
     from prefect_dask import DaskTaskRunner
 
-    if config.dask_address:
-        return DaskTaskRunner(address=config.dask_address)
-    if config.task_runner == "dask-cuda":
+    if options.dask_address:
+        return DaskTaskRunner(address=options.dask_address)
+    if options.task_runner == "dask-cuda":
         return DaskTaskRunner(
             cluster_class=local_cuda_cluster, cluster_kwargs={"dashboard_address": ":0"}
         )
     return DaskTaskRunner(
         cluster_kwargs={
-            "n_workers": config.cpu_workers,
+            "n_workers": options.cpu_workers,
             "threads_per_worker": 1,
             "dashboard_address": ":0",
         }

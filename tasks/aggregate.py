@@ -9,7 +9,7 @@ from prefect.cache_policies import NO_CACHE
 
 from eraflow.aggregate import AggregateResult, aggregate
 from eraflow.catalogue import load_catalogue
-from eraflow.config import PipelineConfig
+from eraflow.config import GridOptions, SourceOptions
 from eraflow.errors import DataError
 from eraflow.memory import release_memory
 from tasks._common import retry_transient
@@ -20,33 +20,38 @@ from tasks._common import retry_transient
     retries=1,
     retry_condition_fn=retry_transient,
     cache_policy=NO_CACHE,
-    task_run_name="aggregate[{config.freq}]",
+    task_run_name="aggregate[{grid.freq}]",
 )
-def aggregate_grid(frames: list[pd.DataFrame], config: PipelineConfig) -> AggregateResult:
-    """One wide UTC grid per entity; unknown sensors are logged, not dropped."""
+def aggregate_grid(
+    frames: list[pd.DataFrame], source: SourceOptions, grid: GridOptions, *, report: bool = True
+) -> AggregateResult:
+    """One wide UTC grid per entity; unknown sensors are logged, not dropped.
+
+    ``report``: publish the data-quality artifact (a backfill's chunks leave it).
+    """
     logger = get_run_logger()
     result = aggregate(
         frames,
-        load_catalogue(config.catalogue),
-        freq=config.freq,
-        start=config.start,
-        end=config.end,
+        load_catalogue(source.catalogue),
+        freq=grid.freq,
+        start=source.start,
+        end=source.end,
     )
     if result.report.unknown_sensors:
         logger.warning(
             "sensors not in the catalogue (kept with default handling): %s",
             ", ".join(result.report.unknown_sensors),
         )
-    report = result.report.per_sensor
-    dropped = report[["dropped_non_finite", "dropped_out_of_range", "dropped_spike"]].sum(axis=1)
-    if config.report:
+    quality = result.report.per_sensor
+    dropped = quality[["dropped_non_finite", "dropped_out_of_range", "dropped_spike"]].sum(axis=1)
+    if report:
         create_table_artifact(
             key="data-quality",
-            table=report[dropped > 0].to_dict(orient="records"),
+            table=quality[dropped > 0].to_dict(orient="records"),
             description="Values dropped in aggregation per sensor: non-finite, outside the "
             "catalogue's range, or grid spikes of its Hampel check (empty: none)",
         )
-    for row in report[dropped > 0].itertuples():
+    for row in quality[dropped > 0].itertuples():
         logger.warning(
             "%s/%s: dropped %d non-finite and %d out-of-range of %d values, %d grid spikes",
             row.entity,

@@ -22,6 +22,7 @@ import socket
 import threading
 import time
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, cast
 from uuid import UUID
 
@@ -199,13 +200,33 @@ def run_pool_group(
         },
         name=f"era-features[{device} #{worker}]",
         tags=["era-features", device],
-        timeout=settings.seconds("child_timeout"),
-        lost_after=settings.seconds("lost_worker_after"),
+        timeout=settings.orchestration.seconds("child_timeout"),
+        lost_after=settings.orchestration.seconds("lost_worker_after"),
     )
     return {"flow_run_id": str(child.id), "device": device, "batches": len(batches)}
 
 
 _FOLLOWING = threading.Event()
+
+
+def _is_worker(pid: int) -> bool:
+    """Whether process ``pid`` is a ``prefect worker``."""
+    try:
+        command = psutil.Process(pid).cmdline()
+    except psutil.Error:
+        return False
+    return "worker" in command and any("prefect" in part for part in command)
+
+
+def _started_by_worker() -> bool:
+    """Whether a worker started this process: its environment at start (Linux) names one.
+
+    Read from ``/proc/self/environ``, which later changes to ``os.environ`` do not touch.
+    """
+    try:
+        return b"\0PREFECT__WORKER_NAME=" in b"\0" + Path("/proc/self/environ").read_bytes()
+    except OSError:
+        return False
 
 
 def follow_worker(poll: float = 1.0, grace: float = 5.0) -> None:
@@ -224,16 +245,14 @@ def follow_worker(poll: float = 1.0, grace: float = 5.0) -> None:
     if _FOLLOWING.is_set():
         return
     parent = os.getppid()
-    try:
-        command = psutil.Process(parent).cmdline()
-    except psutil.Error:
-        return
-    if "worker" not in command or not any("prefect" in part for part in command):
+    under_worker = _is_worker(parent)
+    if not (under_worker or _started_by_worker()):
         return
     _FOLLOWING.set()
 
     def watch() -> None:
-        while os.getppid() == parent:
+        # Orphaned already (the worker died between starting the run and this call): stop now.
+        while under_worker and os.getppid() == parent:
             time.sleep(poll)
         quiet = os.open(os.devnull, os.O_WRONLY)
         os.dup2(quiet, 1)  # the worker read these: now a broken pipe

@@ -12,7 +12,7 @@ from prefect.cache_policies import NO_CACHE
 
 from eraflow.batches import EraBatch, batches_for_todo
 from eraflow.catalogue import load_catalogue
-from eraflow.config import PipelineConfig
+from eraflow.config import EraOptions, FeatureOptions, GridOptions, StoreOptions
 from eraflow.eras import EraConfig, plot_eras
 from eraflow.eras.penalty_path import PenaltyChoice, applied_penalty, plot_penalty_path
 from eraflow.feature_store import stage_hashes
@@ -27,36 +27,20 @@ from tasks._common import markdown_image, retry_transient
 from tasks.resources import store_session
 
 
-def run_folder(config: PipelineConfig, run_id: str) -> Path:
+def run_folder(store: StoreOptions, run_id: str) -> Path:
     """Where one run's pictures go: ``<store>/reports/runs/<run_id>/``.
 
     A local folder whatever the store; one per run, so an older run's artifact and report
     keep showing its own picture.
     """
-    folder = summary_folder(config.store) / run_id
+    folder = summary_folder(store.path) / run_id
     folder.mkdir(parents=True, exist_ok=True)
     return folder
 
 
-def era_plot_path(config: PipelineConfig, run_id: str, entity: str) -> Path:
+def era_plot_path(store: StoreOptions, run_id: str, entity: str) -> Path:
     """The era plot of ``entity`` drawn by run ``run_id``."""
-    return run_folder(config, run_id) / f"eras-{entity_slug(entity)}.png"
-
-
-def era_config(config: PipelineConfig) -> EraConfig:
-    """The era detection settings of a pipeline configuration."""
-    levels = config.era_levels
-    return EraConfig(
-        method=config.era_method,
-        model=config.era_model,
-        signals=tuple(config.era_signals) if config.era_signals else None,
-        level_a=levels.level_a.level_config(),
-        level_b=levels.level_b.level_config(),
-        level_c=levels.level_c.level_config(),
-        detect_step=config.era_detect_step,
-        gap_min_duration=config.era_gaps.min_duration,
-        gap_max_coverage=config.era_gaps.max_coverage,
-    )
+    return run_folder(store, run_id) / f"eras-{entity_slug(entity)}.png"
 
 
 def _penalty_text(applied: EraConfig | None, level: str) -> str:
@@ -66,15 +50,17 @@ def _penalty_text(applied: EraConfig | None, level: str) -> str:
     return f"pen {pen:g}" if pen == pen else (f"{scale:g}" if scale == scale else "-")
 
 
-def _publish(entity: str, update: EraUpdate, config: PipelineConfig, run_id: str) -> Path:
+def _publish(
+    entity: str, update: EraUpdate, store: StoreOptions, catalogue: Path | None, run_id: str
+) -> Path:
     """Draw the era plot of this run and publish it with a table as an artifact."""
     eras = update.eras
-    catalogue = load_catalogue(config.catalogue)
+    sensors = load_catalogue(catalogue)
     png = plot_eras(
         update.values,
         eras[eras["start"] >= update.values.index.min()],
-        path=era_plot_path(config, run_id, entity),
-        units={name: catalogue.get(name).unit for name in update.values.columns},
+        path=era_plot_path(store, run_id, entity),
+        units={name: sensors.get(name).unit for name in update.values.columns},
     )
     table = [
         "| level | eras | gap eras | median length | mean coverage | method | penalty_scale |",
@@ -98,13 +84,13 @@ def _publish(entity: str, update: EraUpdate, config: PipelineConfig, run_id: str
 
 
 def _publish_penalty_path(
-    entity: str, choice: PenaltyChoice, config: PipelineConfig, run_id: str
+    entity: str, choice: PenaltyChoice, store: StoreOptions, rule: str, run_id: str
 ) -> None:
     path = choice.path
     png = plot_penalty_path(
         path,
-        title=f"{entity}: eras against the penalty ({config.era_penalty_rule})",
-        path=run_folder(config, run_id) / f"penalty-path-{entity_slug(entity)}.png",
+        title=f"{entity}: eras against the penalty ({rule})",
+        path=run_folder(store, run_id) / f"penalty-path-{entity_slug(entity)}.png",
     )
     wide = path.pivot_table(index="factor", columns="level", values="eras", aggfunc="first")
     scales = path.pivot_table(index="factor", columns="level", values="penalty_scale")
@@ -132,7 +118,7 @@ def _publish_penalty_path(
             [markdown_image(png, f"Eras against the penalty, {entity}"), "", *table]
         ),
         description=f"Eras per level of {entity} as each level's penalty_scale is varied "
-        f"(rule: {config.era_penalty_rule})",
+        f"(rule: {rule})",
     )
 
 
@@ -145,7 +131,14 @@ def _publish_penalty_path(
     task_run_name="eras[{entity}]",
 )
 def detect_entity_eras(
-    entity: str, config: PipelineConfig, start: pd.Timestamp | None, run_id: str
+    entity: str,
+    eras: EraOptions,
+    grid: GridOptions,
+    store: StoreOptions,
+    features: FeatureOptions,
+    catalogue: Path | None,
+    start: pd.Timestamp | None,
+    run_id: str,
 ) -> list[EraBatch]:
     """Re-segment ``entity``'s stored history; return batches of eras whose features are due.
 
@@ -153,18 +146,18 @@ def detect_entity_eras(
     :mod:`eraflow.history`.
     """
     logger = get_run_logger()
-    horizon = pd.Timedelta(config.era_horizon) if config.era_horizon else None
-    with store_session(config) as store:
+    horizon = pd.Timedelta(eras.horizon) if eras.horizon else None
+    with store_session(store) as opened:
         update = update_entity_eras(
-            store,
+            opened,
             entity,
-            config=era_config(config),
-            step=grid_step(config.freq),
-            stages=stage_hashes(config),
+            config=eras.detector(),
+            step=grid_step(grid.freq),
+            stages=stage_hashes(features, grid.freq, catalogue),
             start=start,
             horizon=horizon,
-            penalty_rule=config.era_penalty_rule,
-            draw_penalty_path=config.era_penalty_path and config.report,
+            penalty_rule=eras.penalty_rule,
+            draw_penalty_path=eras.penalty_path and store.report,
         )
     for note in update.notes:
         logger.warning("%s: %s", entity, note)
@@ -178,12 +171,12 @@ def detect_entity_eras(
         update.removed,
         len(update.todo),
     )
-    if config.report:
-        _publish(entity, update, config, run_id)
+    if store.report:
+        _publish(entity, update, store, catalogue, run_id)
         if update.penalties is not None and not update.penalties.path.empty:
-            _publish_penalty_path(entity, update.penalties, config, run_id)
+            _publish_penalty_path(entity, update.penalties, store, eras.penalty_rule, run_id)
     release_memory()
-    return batches_for_todo(update.eras, update.todo, max_rows=config.max_batch_rows)
+    return batches_for_todo(update.eras, update.todo, max_rows=features.max_batch_rows)
 
 
 @task(
@@ -194,26 +187,34 @@ def detect_entity_eras(
     cache_policy=NO_CACHE,
     task_run_name="due-features[{entity}]",
 )
-def due_batches(entity: str, config: PipelineConfig) -> tuple[list[EraBatch], list[str]]:
+def due_batches(
+    entity: str,
+    grid: GridOptions,
+    store: StoreOptions,
+    features: FeatureOptions,
+    catalogue: Path | None,
+) -> tuple[list[EraBatch], list[str]]:
     """Batches of the entity's stored eras whose features the ledger lacks, and its sensors.
 
     What a backfill computes at its end: its chunks re-segmented the history but left the
     features to this one pass, so each final era is computed once.
     """
-    with store_session(config) as store:
-        eras, todo = due_eras(store, entity, stage_hashes(config))
+    with store_session(store) as opened:
+        eras, todo = due_eras(opened, entity, stage_hashes(features, grid.freq, catalogue))
         sensors = sorted(
-            set(store.read("coverage", Key(entity), columns=["sensor"])["sensor"].astype(str))
+            set(opened.read("coverage", Key(entity), columns=["sensor"])["sensor"].astype(str))
         )
-    return batches_for_todo(eras, todo, max_rows=config.max_batch_rows), sensors
+    return batches_for_todo(eras, todo, max_rows=features.max_batch_rows), sensors
 
 
 @task(name="plot-eras", cache_policy=NO_CACHE, task_run_name="plot[{entity}]")
-def plot_entity_eras(entity: str, config: PipelineConfig, run_id: str) -> Path:
+def plot_entity_eras(
+    entity: str, grid: GridOptions, store: StoreOptions, catalogue: Path | None, run_id: str
+) -> Path:
     """The era plot of the entity's stored history (a backfill's report), as an artifact too."""
-    with store_session(config) as store:
-        values, fill_mask = read_entity_grid(store, entity, step=grid_step(config.freq))
-        eras = store.read("eras", Key(entity))
+    with store_session(store) as opened:
+        values, fill_mask = read_entity_grid(opened, entity, step=grid_step(grid.freq))
+        eras = opened.read("eras", Key(entity))
     update = EraUpdate(
         eras=eras,
         todo=eras.iloc[:0],
@@ -225,4 +226,4 @@ def plot_entity_eras(entity: str, config: PipelineConfig, run_id: str) -> Path:
         window_start=None,
         notes=[],
     )
-    return _publish(entity, update, config, run_id)
+    return _publish(entity, update, store, catalogue, run_id)

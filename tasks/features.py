@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
 from typing import Any, Literal
 
 import pandas as pd
@@ -11,7 +12,7 @@ from prefect.cache_policies import NO_CACHE
 
 from eraflow.batches import EraBatch
 from eraflow.catalogue import load_catalogue
-from eraflow.config import PipelineConfig
+from eraflow.config import FeatureOptions, GridOptions, StoreOptions
 from eraflow.feature_store import engine_config_hash, write_era_features
 from eraflow.features import gpu_available, is_device_oom
 from eraflow.memory import release_memory
@@ -40,7 +41,10 @@ def _gpu_slot(device: str) -> AbstractContextManager[Any]:
 )
 def era_features(
     batch: EraBatch,
-    config: PipelineConfig,
+    features: FeatureOptions,
+    grid: GridOptions,
+    store: StoreOptions,
+    catalogue: Path | None,
     run_id: str,
     device: Literal["auto", "gpu", "cpu"] | None = None,
 ) -> int:
@@ -51,14 +55,12 @@ def era_features(
     re-segmented meanwhile are not written (that run computes them).
     """
     logger = get_run_logger()
-    chosen = device or config.device
-    with read_batch(batch, config) as part:
+    chosen = device or features.device
+    with read_batch(batch, store, grid.freq) as part:
         if part.eras.empty:
             logger.warning("%s: its eras were re-segmented by another run; skipped", batch.label)
             return 0
-        profiles = engine_sensor_profiles(
-            config.features_profile, part.sensors, load_catalogue(config.catalogue)
-        )
+        profiles = engine_sensor_profiles(features.profile, part.sensors, load_catalogue(catalogue))
 
         def compute(device: Literal["auto", "gpu", "cpu"]) -> pd.DataFrame:
             return compute_profiled_features(
@@ -72,20 +74,20 @@ def era_features(
 
         try:
             with _gpu_slot(chosen):
-                features = compute(chosen)
+                values = compute(chosen)
         except Exception as exc:
             if chosen == "cpu" or not is_device_oom(exc):
                 raise
             logger.warning("%s: GPU out of memory (%s); computing on the CPU", batch.label, exc)
-            features = compute("cpu")
+            values = compute("cpu")
         written = write_era_features(
             part.store,
-            features,
+            values,
             entity=batch.entity,
             level=batch.level,
             stage="engine",
             fingerprints=part.fingerprints,
-            config_hash=engine_config_hash(config),
+            config_hash=engine_config_hash(features, grid.freq, catalogue),
             run_id=run_id,
         )
     if written.skipped:
@@ -97,7 +99,7 @@ def era_features(
         batch.label,
         written.values,
         written.eras,
-        features["engine"].iloc[0] if len(features) else "-",
+        values["engine"].iloc[0] if len(values) else "-",
     )
     release_memory()
     return written.values

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 from prefect import get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from eraflow.catalogue import load_catalogue
-from eraflow.config import PipelineConfig
+from eraflow.config import GridOptions, StoreOptions
 from eraflow.grid_update import EntityWrite, recount_coverage, write_entity_range
 from eraflow.memory import release_memory
 from tasks._common import retry_transient
@@ -31,11 +33,13 @@ def _coverage_rows(coverage: pd.DataFrame) -> list[dict[str, object]]:
     retry_delay_seconds=[2, 10],
     retry_condition_fn=retry_transient,
     cache_policy=NO_CACHE,
-    task_run_name="gap-fill[{config.freq}]",
+    task_run_name="gap-fill[{grid.freq}]",
 )
 def fill_and_store(
-    grid: pd.DataFrame,
-    config: PipelineConfig,
+    frame: pd.DataFrame,
+    grid: GridOptions,
+    store: StoreOptions,
+    catalogue: Path | None,
     start: pd.Timestamp,
     end: pd.Timestamp,
     mapped: dict[str, list[str]] | None = None,
@@ -47,23 +51,23 @@ def fill_and_store(
     ``mapped`` lists each entity's sensors that had input (a dead one is still its own).
     """
     logger = get_run_logger()
-    catalogue = load_catalogue(config.catalogue)
+    sensors = load_catalogue(catalogue)
     writes, coverage = [], []
-    with store_session(config) as store:
-        for entity in sorted(grid["entity"].astype(str).unique()):
+    with store_session(store) as opened:
+        for entity in sorted(frame["entity"].astype(str).unique()):
             write = write_entity_range(
-                store,
-                grid,
+                opened,
+                frame,
                 entity=entity,
-                catalogue=catalogue,
-                freq=config.freq,
+                catalogue=sensors,
+                freq=grid.freq,
                 start=start,
                 end=end,
                 mapped=(mapped or {}).get(entity, ()),
             )
             writes.append(write)
             coverage.append(
-                recount_coverage(store, entity, freq=config.freq, start=write.start, end=write.end)
+                recount_coverage(opened, entity, freq=grid.freq, start=write.start, end=write.end)
             )
             logger.info(
                 "%s: stored %d grid rows of %d sensors in [%s, %s)",
@@ -85,5 +89,5 @@ def fill_and_store(
             logger.warning(
                 "sensor %s of %s has no measured value in the days this run touched", sensor, entity
             )
-    release_memory(grid.size)
+    release_memory(frame.size)
     return writes

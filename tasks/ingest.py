@@ -7,7 +7,7 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from eraflow.config import POSTGRES, SIMULATOR, PipelineConfig
+from eraflow.config import POSTGRES, SIMULATOR, SourceOptions
 from eraflow.ingest import IngestResult, load_mapping, read_mapping
 from eraflow.ingest.postgres_source import PostgresSourceConfig, read_postgres
 from eraflow.preflight import check_entities
@@ -22,13 +22,13 @@ from tasks.resources import source_connection
     retry_delay_seconds=[2, 10],
     retry_condition_fn=retry_transient,
     cache_policy=NO_CACHE,
-    task_run_name="ingest[{config.source}]",
+    task_run_name="ingest[{source.name}]",
 )
-def ingest_sources(config: PipelineConfig) -> list[pd.DataFrame]:
+def ingest_sources(source: SourceOptions) -> list[pd.DataFrame]:
     """Canonical long rows of every source in the configured range."""
     logger = get_run_logger()
-    if config.source == SIMULATOR:
-        sim = config.simulator
+    if source.name == SIMULATOR:
+        sim = source.simulator
         data = simulate(
             start=sim.start, days=sim.days, entities=sim.entities, seed=sim.seed, full=sim.full
         )
@@ -43,7 +43,7 @@ def ingest_sources(config: PipelineConfig) -> list[pd.DataFrame]:
             for name, frame in data.sources.items()
         ]
     else:
-        results = _read_files_or_table(config)
+        results = _read_files_or_table(source)
         frames = [r.frame for r in results]
         rows = [
             {
@@ -80,40 +80,38 @@ def ingest_sources(config: PipelineConfig) -> list[pd.DataFrame]:
                     ", ".join(r.report.empty_sensors),
                 )
     found = sorted({str(e) for f in frames for e in f["entity"].unique()})
-    check_entities(config, found)
-    if config.entities is not None:
-        frames = [f[f["entity"].isin(config.entities)] for f in frames]
+    check_entities(source.entities, found)
+    if source.entities is not None:
+        frames = [f[f["entity"].isin(source.entities)] for f in frames]
     create_table_artifact(
-        key="ingest-report", table=rows, description=f"Sources read for {config.source}"
+        key="ingest-report", table=rows, description=f"Sources read for {source.name}"
     )
     logger.info("ingested %d values from %d source(s)", sum(map(len, frames)), len(frames))
     return frames
 
 
-def _read_files_or_table(config: PipelineConfig) -> list[IngestResult]:
-    progress = RunProgress(
-        f"ingest {config.source}", "rows" if config.source == POSTGRES else "files"
-    )
-    if config.source == POSTGRES:
-        source = PostgresSourceConfig.parse(config.postgres_source or {})
-        with source_connection(config) as connection:
+def _read_files_or_table(source: SourceOptions) -> list[IngestResult]:
+    progress = RunProgress(f"ingest {source.name}", "rows" if source.name == POSTGRES else "files")
+    if source.name == POSTGRES:
+        table = PostgresSourceConfig.parse(source.postgres or {})
+        with source_connection(source) as connection:
             return [
                 read_postgres(
-                    source,
+                    table,
                     connection,
-                    start=config.start,
-                    end=config.end,
-                    entities=config.entities,
+                    start=source.start,
+                    end=source.end,
+                    entities=source.entities,
                     progress=progress,
                 )
             ]
-    mapping = load_mapping(config.source)
+    mapping = load_mapping(source.name)
     return read_mapping(
         mapping,
-        config.data_root or ".",
-        start=config.start,
-        end=config.end,
-        sources=config.sources,
+        source.data_root or ".",
+        start=source.start,
+        end=source.end,
+        sources=source.sources,
         progress=progress,
-        reuse=config.reuse_source,
+        reuse=source.reuse,
     )

@@ -9,7 +9,7 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from eraflow.config import PipelineConfig
+from eraflow.config import StoreOptions
 from eraflow.report import (
     coverage_by_sensor,
     eras_by_level,
@@ -36,27 +36,27 @@ def _markdown(frame: pd.DataFrame, limit: int = 40) -> str:
 
 
 @task(name="report", cache_policy=NO_CACHE)
-def run_report(summary: RunSummary, config: PipelineConfig, inputs: pd.DataFrame) -> Path:
+def run_report(summary: RunSummary, store: StoreOptions, inputs: pd.DataFrame) -> Path:
     """Gather the report's tables from the store, write the HTML and the summary, publish.
 
     ``inputs`` holds what ingest and aggregation counted per (entity, sensor); a backfill,
     whose chunks counted theirs, passes an empty frame and the report shows coverage only.
     """
     entities = summary.entities
-    with store_session(config) as store:
+    with store_session(store) as opened:
         coverage = coverage_by_sensor(
-            store, entities, pd.Timestamp(summary.start), pd.Timestamp(summary.end)
+            opened, entities, pd.Timestamp(summary.start), pd.Timestamp(summary.end)
         )
         quality = inputs.astype({"entity": str, "sensor": str}).merge(
             coverage, on=["entity", "sensor"], how="outer"
         )
         sections = {
             "quality": quality,
-            "eras": eras_by_level(store, entities),
-            "features": feature_counts(store, entities),
-            "selection": selection_counts(store, summary.scope),
+            "eras": eras_by_level(opened, entities),
+            "features": feature_counts(opened, entities),
+            "selection": selection_counts(opened, summary.scope),
         }
-    path = write_report(summary, sections, summary_folder(config.store))
+    path = write_report(summary, sections, summary_folder(store.path))
     create_markdown_artifact(
         key="run-report",
         markdown="\n\n".join(
@@ -73,9 +73,9 @@ def run_report(summary: RunSummary, config: PipelineConfig, inputs: pd.DataFrame
     return path
 
 
-def record_summary(summary: RunSummary, config: PipelineConfig) -> Path:
+def record_summary(summary: RunSummary, store: StoreOptions) -> Path:
     """Save the summary where ``eraflow show`` finds it, when no report is written.
 
     A plain function, not a task: one small file, not worth a task run's API calls.
     """
-    return save_summary(summary, summary_folder(config.store))
+    return save_summary(summary, summary_folder(store.path))

@@ -16,10 +16,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from eraflow.bounds import GridPlan
-from eraflow.config import POSTGRES, PipelineConfig
+from eraflow.config import POSTGRES, PipelineConfig, SourceOptions, StoreOptions
 from eraflow.errors import ConfigError
-from eraflow.ingest.span import check_postgres_span
-from eraflow.preflight import check_bounds, source_span
+from eraflow.preflight import check_bounds, check_postgres_source, source_span
 from eraflow.store import ParquetStore, ResultStore
 
 if TYPE_CHECKING:
@@ -85,20 +84,20 @@ def _saved_names(slug: str) -> list[str]:
 
 
 @contextmanager
-def store_session(config: PipelineConfig) -> Iterator[ResultStore]:
+def store_session(options: StoreOptions) -> Iterator[ResultStore]:
     """The configured store (a block if named, else the Parquet folder), closed afterwards."""
-    if config.store_block is not None:
-        store: ResultStore = _load("store_block", config.store_block, STORE_TYPES).open()
+    if options.block is not None:
+        store: ResultStore = _load("store_block", options.block, STORE_TYPES).open()
     else:
-        store = ParquetStore(config.store, lock_timeout=config.lock_timeout)
+        store = ParquetStore(options.path, lock_timeout=options.lock_timeout)
     with store:
         yield store
 
 
 @contextmanager
-def source_connection(config: PipelineConfig) -> Iterator[psycopg.Connection]:
-    """A connection to the PostgreSQL source of ``config`` (source 'postgres')."""
-    block = _load("source_block", str(config.source_block), (SOURCE_TYPE,))
+def source_connection(source: SourceOptions) -> Iterator[psycopg.Connection]:
+    """A connection to a PostgreSQL source (source 'postgres')."""
+    block = _load("source_block", str(source.block), (SOURCE_TYPE,))
     with block.connect() as connection:
         yield connection
 
@@ -112,33 +111,33 @@ def check_resources(config: PipelineConfig) -> GridPlan | None:
     An unreachable database here is a mistake in the settings, so a ConfigError.
     """
     try:
-        with store_session(config):
+        with store_session(config.store):
             pass
-        if config.source != POSTGRES:
+        if config.source.name != POSTGRES:
             return None
-        with source_connection(config) as connection:
-            return check_bounds(config, check_postgres_span(config, connection))
+        with source_connection(config.source) as connection:
+            return check_bounds(config, check_postgres_source(config, connection))
     except ConnectionError as exc:
         raise ConfigError(f"{exc}; the run wrote nothing") from None
 
 
 def source_rows(config: PipelineConfig, entities: list[str] | None = None) -> int:
-    """Source rows in [config.start, config.end) of ``entities`` (default: the configured).
+    """Source rows in the run's range of ``entities`` (default: the configured ones).
 
     Cheap (a cached scan of the files' time columns, or one PostgreSQL query): what a backfill
     asks per chunk to skip the chunks its source holds no data for.
     """
-    chosen = entities if entities is not None else config.entities
-    if config.source == POSTGRES:
+    chosen = entities if entities is not None else config.source.entities
+    if config.source.name == POSTGRES:
         from eraflow.ingest.postgres_source import PostgresSourceConfig
         from eraflow.ingest.span import postgres_span
 
-        with source_connection(config) as connection:
+        with source_connection(config.source) as connection:
             span = postgres_span(
-                PostgresSourceConfig.parse(config.postgres_source or {}),
+                PostgresSourceConfig.parse(config.source.postgres or {}),
                 connection,
-                start=config.start,
-                end=config.end,
+                start=config.source.start,
+                end=config.source.end,
             )
     else:
         found = source_span(config)
@@ -173,10 +172,10 @@ def offline_block_names(home: Path, slug: str) -> list[str] | None:
 def check_blocks_offline(config: PipelineConfig, home: Path) -> None:
     """Fail fast on a named block the private server's database does not hold."""
     named: list[tuple[str, str | None, tuple[str, ...]]] = [
-        ("store_block", config.store_block, STORE_TYPES)
+        ("store_block", config.store.block, STORE_TYPES)
     ]
-    if config.source == POSTGRES:
-        named.append(("source_block", config.source_block, (SOURCE_TYPE,)))
+    if config.source.name == POSTGRES:
+        named.append(("source_block", config.source.block, (SOURCE_TYPE,)))
     for option, value, kinds in named:
         if value is None:
             continue

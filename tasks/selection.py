@@ -6,7 +6,7 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from eraflow.config import PipelineConfig
+from eraflow.config import Device, GridOptions, SelectionOptions, StoreOptions
 from eraflow.grid import grid_step
 from eraflow.memory import release_memory
 from eraflow.scope import SelectionSettings, select_scope
@@ -14,14 +14,14 @@ from tasks._common import RunProgress, retry_transient
 from tasks.resources import store_session
 
 
-def selection_settings(config: PipelineConfig) -> SelectionSettings:
-    """The selection settings of a pipeline configuration."""
+def selection_settings(selection: SelectionOptions, device: Device) -> SelectionSettings:
+    """The selection stage's settings of a run's selection section."""
     return SelectionSettings(
-        correlation_threshold=config.correlation_threshold,
-        fdr_level=config.fdr_level,
-        target_sensor=config.target_sensor,
-        target_how=config.target_how,
-        device="cpu" if config.device == "auto" else config.device,
+        correlation_threshold=selection.correlation_threshold,
+        fdr_level=selection.fdr_level,
+        target_sensor=selection.target_sensor,
+        target_how=selection.target_how,
+        device="cpu" if device == "auto" else device,
     )
 
 
@@ -34,7 +34,14 @@ def selection_settings(config: PipelineConfig) -> SelectionSettings:
     task_run_name="selection[{scope}/{level}]",
 )
 def select_level(
-    level: str, scope: str, entities: list[str], config: PipelineConfig, run_id: str
+    level: str,
+    scope: str,
+    entities: list[str],
+    selection: SelectionOptions,
+    device: Device,
+    grid: GridOptions,
+    store: StoreOptions,
+    run_id: str,
 ) -> dict[str, int]:
     """Select ``level``'s features over the scope's entities; store selection and matrices.
 
@@ -42,14 +49,14 @@ def select_level(
     """
     logger = get_run_logger()
     progress = RunProgress(f"selection {scope}/{level}", "features screened")
-    with store_session(config) as store:
+    with store_session(store) as opened:
         summary = select_scope(
-            store,
+            opened,
             scope,
             entities,
             level,
-            settings=selection_settings(config),
-            step=grid_step(config.freq),
+            settings=selection_settings(selection, device),
+            step=grid_step(grid.freq),
             run_id=run_id,
             progress=progress,
         )

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 from eraflow.batches import EraBatch
-from eraflow.config import PipelineConfig
+from eraflow.config import StoreOptions
 from eraflow.errors import DataError
 from eraflow.grid import grid_step
 from eraflow.store import Key, Range, ResultStore
@@ -34,10 +34,10 @@ class BatchSlice:
 
 
 @contextmanager
-def read_batch(batch: EraBatch, config: PipelineConfig) -> Iterator[BatchSlice]:
+def read_batch(batch: EraBatch, store: StoreOptions, freq: str) -> Iterator[BatchSlice]:
     """The batch's slice; sensors with no value at all in it are left out (NaN features)."""
-    with store_session(config) as store:
-        eras = store.read(
+    with store_session(store) as opened:
+        eras = opened.read(
             "eras",
             Key(
                 batch.entity,
@@ -46,16 +46,16 @@ def read_batch(batch: EraBatch, config: PipelineConfig) -> Iterator[BatchSlice]:
         )
         if eras.empty:  # another run re-segmented the entity: its eras are that run's work
             empty = pd.DataFrame(index=pd.DatetimeIndex([], tz="UTC", name="time"))
-            yield BatchSlice(store, empty, empty, eras, [])
+            yield BatchSlice(opened, empty, empty, eras, [])
             return
         values, fill_mask = read_entity_grid(
-            store,
+            opened,
             batch.entity,
-            step=grid_step(config.freq),
+            step=grid_step(freq),
             start=eras["start"].min(),
             end=eras["end"].max(),
         )
         if values.empty:
             raise DataError(f"no stored grid for {batch.entity} in [{batch.start}, {batch.end})")
         sensors = [s for s in values.columns if values[s].notna().any()]
-        yield BatchSlice(store, values, fill_mask, eras, sensors)
+        yield BatchSlice(opened, values, fill_mask, eras, sensors)

@@ -12,7 +12,7 @@ import pandas as pd
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from eraflow.config import PipelineConfig
+from eraflow.config import StoreOptions
 from eraflow.report import grid_rows_stored
 from eraflow.scope import entities_with_data
 from eraflow.store import Key
@@ -20,10 +20,10 @@ from tasks._common import retry_transient
 from tasks.resources import store_session
 
 
-def describe_store(config: PipelineConfig) -> str:
+def describe_store(store: StoreOptions) -> str:
     """Where results go, for people (a folder, or a DSN without its password)."""
-    with store_session(config) as store:
-        return store.describe()
+    with store_session(store) as opened:
+        return opened.describe()
 
 
 @task(
@@ -33,29 +33,31 @@ def describe_store(config: PipelineConfig) -> str:
     retry_delay_seconds=[2, 10],
     retry_condition_fn=retry_transient,
 )
-def backfill_entities(config: PipelineConfig, start: pd.Timestamp, end: pd.Timestamp) -> list[str]:
+def backfill_entities(
+    store: StoreOptions, entities: list[str] | None, start: pd.Timestamp, end: pd.Timestamp
+) -> list[str]:
     """The entities the store holds grid data for in [start, end): a backfill's scope."""
-    with store_session(config) as store:
-        return entities_with_data(store, start, end, among=config.entities)
+    with store_session(store) as opened:
+        return entities_with_data(opened, start, end, among=entities)
 
 
 def stored_grid_rows(
-    config: PipelineConfig, entities: Sequence[str], start: pd.Timestamp, end: pd.Timestamp
+    store: StoreOptions, entities: Sequence[str], start: pd.Timestamp, end: pd.Timestamp
 ) -> int:
     """Grid rows stored for ``entities`` over the UTC days of [start, end) (a summary count)."""
-    with store_session(config) as store:
-        return grid_rows_stored(store, entities, start, end)
+    with store_session(store) as opened:
+        return grid_rows_stored(opened, entities, start, end)
 
 
-def ledger_rows(config: PipelineConfig, entities: Sequence[str], run_id: str) -> dict[str, int]:
+def ledger_rows(store: StoreOptions, entities: Sequence[str], run_id: str) -> dict[str, int]:
     """Feature values run ``run_id`` wrote per stage, from the feature ledger (a row per era).
 
     How a parent learns what its children on the pools computed.
     """
     totals = {"engine": 0, "tsfresh": 0}
-    with store_session(config) as store:
+    with store_session(store) as opened:
         for entity in entities:
-            ledger = store.read(
+            ledger = opened.read(
                 "feature_ledger", Key(entity), columns=["stage", "values", "run_id"]
             )
             mine = ledger[ledger["run_id"] == run_id]

@@ -6,12 +6,14 @@ for calculators a user adds that the engine lacks, and as a reference.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from eraflow.batches import EraBatch
 from eraflow.catalogue import load_catalogue
-from eraflow.config import PipelineConfig
+from eraflow.config import FeatureOptions, GridOptions, StoreOptions
 from eraflow.feature_store import tsfresh_config_hash, write_era_features
 from eraflow.memory import release_memory
 from eraflow.sensor_profiles import engine_sensor_profiles
@@ -28,37 +30,44 @@ from tasks.slices import read_batch
     cache_policy=NO_CACHE,
     task_run_name="tsfresh[{batch.label}]",
 )
-def era_tsfresh_features(batch: EraBatch, config: PipelineConfig, run_id: str) -> int:
+def era_tsfresh_features(
+    batch: EraBatch,
+    features: FeatureOptions,
+    grid: GridOptions,
+    store: StoreOptions,
+    catalogue: Path | None,
+    run_id: str,
+) -> int:
     """The tsfresh features of the sensors' catalogue profiles, minus what the engine computed.
 
     tsfresh runs with n_jobs=0 here: parallelism comes from mapping batches over workers
     (a Dask worker is daemonic and cannot fork tsfresh's pool; see PREFECT_NOTES).
     """
     logger = get_run_logger()
-    with read_batch(batch, config) as part:
+    with read_batch(batch, store, grid.freq) as part:
         if part.eras.empty:
             logger.warning("%s: its eras were re-segmented by another run; skipped", batch.label)
             return 0
-        catalogue = load_catalogue(config.catalogue)
-        engine_profiles = engine_sensor_profiles(config.features_profile, part.sensors, catalogue)
-        features = tsfresh_features(
+        sensors = load_catalogue(catalogue)
+        engine_profiles = engine_sensor_profiles(features.profile, part.sensors, sensors)
+        values = tsfresh_features(
             part.values,
             part.fill_mask,
             part.eras,
             entity=batch.entity,
-            profile=config.tsfresh_profile,
-            catalogue=catalogue,
+            profile=features.tsfresh_profile,
+            catalogue=sensors,
             sensors=part.sensors,
             engine_provides={s: engine_profile_names(p) for s, p in engine_profiles.items()},
         )
         written = write_era_features(
             part.store,
-            features,
+            values,
             entity=batch.entity,
             level=batch.level,
             stage="tsfresh",
             fingerprints=part.fingerprints,
-            config_hash=tsfresh_config_hash(config),
+            config_hash=tsfresh_config_hash(features, grid.freq, catalogue),
             run_id=run_id,
         )
     logger.info(

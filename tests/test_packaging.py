@@ -60,3 +60,42 @@ def test_every_deployment_form_is_described_and_its_parameters_exist() -> None:
     pipeline = importlib.import_module("flows.pipeline").feature_pipeline.parameters.model_dump()
     assert pipeline["properties"]["era_method"]["enum"] == ["pelt", "bocpd"]  # choices listed
     assert pipeline["properties"]["freq"]["default"] == "5min"
+
+
+def test_every_default_is_declared_once() -> None:
+    """The command's options, the flows' parameters and prefect.yaml agree: the flows' form
+    shows the settings tree's defaults, and prefect.yaml sets only what differs from them."""
+    import importlib
+    import json
+
+    from pydantic import BaseModel
+
+    from eraflow.config import BackfillSettings, PipelineParameters
+
+    def defaults(model: type[BaseModel]) -> dict[str, object]:
+        out = {}
+        for name, field in model.model_fields.items():
+            value = field.get_default(call_default_factory=True)
+            value = value.model_dump(mode="json") if isinstance(value, BaseModel) else value
+            out[name] = json.loads(json.dumps(value, default=str))
+        return out
+
+    def form(entrypoint: str) -> dict[str, object]:
+        path, name = entrypoint.split(":")
+        module = importlib.import_module(path.removesuffix(".py").replace("/", "."))
+        schema = getattr(module, name).parameters.model_dump()["properties"]
+        return {k: v.get("default") for k, v in schema.items() if "default" in v}
+
+    pipeline, backfill = (
+        form("flows/pipeline.py:feature_pipeline"),
+        form("flows/backfill.py:backfill"),
+    )
+    assert pipeline == defaults(PipelineParameters)
+    assert {k: backfill[k] for k in BackfillSettings.model_fields} == defaults(BackfillSettings)
+    spec = yaml.safe_load((REPO / "prefect.yaml").read_text(encoding="utf-8"))
+    for deployment in spec["deployments"]:
+        shown = form(deployment["entrypoint"])
+        restated = {
+            k: v for k, v in deployment.get("parameters", {}).items() if shown.get(k, object()) == v
+        }
+        assert not restated, f"{deployment['name']} restates defaults: {restated}"

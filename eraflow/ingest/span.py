@@ -664,47 +664,28 @@ def postgres_span(
     )
 
 
-class PostgresRun(Protocol):
-    """What :func:`check_postgres_span` reads of a run (a ``PipelineConfig`` has it)."""
-
-    @property
-    def source(self) -> str:
-        """The run's source; 'postgres' here."""
-
-    @property
-    def postgres_source(self) -> dict[str, Any] | None:
-        """The table and its columns (``PostgresSourceConfig`` as a dict)."""
-
-    @property
-    def entities(self) -> Sequence[str] | None:
-        """The entities asked for (None: all)."""
-
-    @property
-    def start(self) -> datetime | None:
-        """Start of the run's range, UTC (None: the first data)."""
-
-    @property
-    def end(self) -> datetime | None:
-        """End of the run's range, UTC, exclusive (None: after the last data)."""
-
-
-def check_postgres_span(config: PostgresRun, connection: psycopg.Connection) -> SourceSpan:
+def check_postgres_span(
+    postgres: dict[str, Any],
+    connection: psycopg.Connection,
+    *,
+    entities: Sequence[str] | None,
+    start: pd.Timestamp | None,
+    end: pd.Timestamp | None,
+) -> SourceSpan:
     """Check a PostgreSQL source's entities and range on an open connection (one query).
 
     What ``eraflow.preflight.check_config`` cannot do without a connection: call it once the
-    source block's connection is open, before reading. Raises ConfigError like
-    :func:`check_span`; returns the span (bounds and rows per entity) for a caller that wants
-    them. ``config`` is the run's ``PipelineConfig`` (any object with its fields will do).
+    source block's connection is open, before reading. ``postgres`` is the table and its
+    columns (``PostgresSourceConfig`` as a dict). Raises ConfigError like :func:`check_span`;
+    returns the span (bounds and rows per entity) for a caller that wants them.
     """
     from eraflow.ingest.postgres_source import PostgresSourceConfig
 
-    if config.source != "postgres":
-        raise ValueError(f"source {config.source!r} is not 'postgres': check_config checks it")
-    table = PostgresSourceConfig.parse(config.postgres_source or {})
-    start = None if config.start is None else _utc(config.start)
-    end = None if config.end is None else _utc(config.end)
+    table = PostgresSourceConfig.parse(postgres)
+    start = None if start is None else _utc(start)
+    end = None if end is None else _utc(end)
     span = postgres_span(table, connection, start=start, end=end)
-    check_span(span, entities=config.entities, start=start, end=end)
+    check_span(span, entities=entities, start=start, end=end)
     return span
 
 

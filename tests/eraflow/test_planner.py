@@ -378,6 +378,6 @@ def test_bad_settings_raise_config_error(values: dict[str, object], message: str
 
 def test_settings_defaults() -> None:
     s = PlannerSettings()
-    assert (s.gpu_available, s.gpu_workers, s.cpu_workers) == (False, 1, 1)
+    assert (s.gpu_available, s.gpu_workers, s.cpu_workers) == (False, 1, 2)  # = the pipeline
     assert (s.gpu_min_cost, s.gpu_min_share, s.max_batch_cost) == (1e6, 0.5, None)
     assert s.profile_weights == {"minimal": 1.0, "efficient": 20.0, "comprehensive": 60.0}

@@ -35,7 +35,7 @@ from eraflow.ingest.span import (
     scan_source,
     simulator_span,
 )
-from eraflow.preflight import check_config, check_postgres_span, source_span
+from eraflow.preflight import check_config, check_postgres_source, source_span
 from tests.pg import fresh_database
 
 
@@ -507,14 +507,14 @@ def test_check_postgres_span_names_the_fix(pg: psycopg.Connection) -> None:
         )
 
     with pytest.raises(ConfigError) as caught:
-        check_postgres_span(config(entities=["a", "zz"]), pg)
+        check_postgres_source(config(entities=["a", "zz"]), pg)
     assert str(caught.value) == (
         "entities ['zz'] are not in source 'postgres (table wide_src)'; it has "
         "['a', 'b', 'c']: fix --entities"
     )
     with pytest.raises(ConfigError, match=r"no data in \[2030-01-01 00:00 UTC, the last data\)"):
-        check_postgres_span(config(start="2030-01-01"), pg)
-    span = check_postgres_span(config(end=str(T0 + pd.Timedelta(hours=1))), pg)
+        check_postgres_source(config(start="2030-01-01"), pg)
+    span = check_postgres_source(config(end=str(T0 + pd.Timedelta(hours=1))), pg)
     assert span.rows == 3  # one row of each entity before the end
 
 

@@ -12,40 +12,39 @@ from eraflow.config import PipelineConfig, SimulatorSettings
 from eraflow.eras.config import EraConfig
 from eraflow.errors import ConfigError
 from flows.pipeline import feature_pipeline
-from tasks.eras import era_config
 
 SIMULATOR = SimulatorSettings(days=4, entities=["pen"], seed=2)
 
 
 def test_a_level_given_in_part_keeps_the_detector_defaults() -> None:
     config = PipelineConfig.build(era_levels={"level_c": {"penalty_scale": 3}})
-    detector, defaults = era_config(config), EraConfig()
+    detector, defaults = config.eras.detector(), EraConfig()
     assert detector.level_c.penalty_scale == 3
     assert detector.level_c.min_duration == defaults.level_c.min_duration == "3h"
     assert detector.level_a == defaults.level_a and detector.level_b == defaults.level_b
 
 
 def test_the_detection_step_reaches_the_detector() -> None:
-    assert era_config(PipelineConfig.build()).detect_step == "1h"
-    assert era_config(PipelineConfig.build(era_detect_step=None)).detect_step is None
-    assert era_config(PipelineConfig.build(era_detect_step="30min")).detect_step == "30min"
+    assert PipelineConfig.build().eras.detector().detect_step == "1h"
+    assert PipelineConfig.build(era_detect_step=None).eras.detector().detect_step is None
+    assert PipelineConfig.build(era_detect_step="30min").eras.detector().detect_step == "30min"
     with pytest.raises(ConfigError, match="'often' is not a time span"):
         PipelineConfig.build(era_detect_step="often")
 
 
 def test_the_cost_model_reaches_the_detector() -> None:
-    assert era_config(PipelineConfig.build()).model == "normal"
-    assert era_config(PipelineConfig.build(era_model="l2")).model == "l2"
+    assert PipelineConfig.build().eras.detector().model == "normal"
+    assert PipelineConfig.build(era_model="l2").eras.detector().model == "l2"
     with pytest.raises(ConfigError, match="era_model"):
         PipelineConfig.build(era_model="rbf")
 
 
 def test_gap_settings_reach_the_detector() -> None:
-    default = era_config(PipelineConfig.build())
+    default = PipelineConfig.build().eras.detector()
     assert (default.gap_min_duration, default.gap_max_coverage) == ("6h", 0.2)
-    off = era_config(PipelineConfig.build(era_gaps={"min_duration": None}))
+    off = PipelineConfig.build(era_gaps={"min_duration": None}).eras.detector()
     assert off.gap_min_duration is None
-    wider = era_config(PipelineConfig.build(era_gaps={"max_coverage": 0.5}))
+    wider = PipelineConfig.build(era_gaps={"max_coverage": 0.5}).eras.detector()
     assert (wider.gap_min_duration, wider.gap_max_coverage) == ("6h", 0.5)
     with pytest.raises(ConfigError, match=r"era_gaps\.max_coverage"):
         PipelineConfig.build(era_gaps={"max_coverage": 1.5})

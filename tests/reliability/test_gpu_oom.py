@@ -60,7 +60,8 @@ def test_gpu_out_of_memory_recomputes_the_batch_on_cpu(
     monkeypatch.setattr(stage, "_gpu_slot", lambda device: contextlib.nullcontext())
     config = PipelineConfig.build(store=store, selection_levels=["A"])
     with disable_run_logger():
-        rows = stage.era_features.fn(batch, config, "run-oom", "gpu")
+        parts = (config.features, config.grid, config.store, config.source.catalogue)
+        rows = stage.era_features.fn(batch, *parts, "run-oom", "gpu")
     assert calls == ["gpu", "cpu"]
     stored = pd.read_parquet(store / "features").query("level == 'A' and engine == 'numpy'")
     assert rows == len(stored) > 0

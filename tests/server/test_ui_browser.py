@@ -155,8 +155,8 @@ def test_the_custom_run_form_shows_every_description(
         "custom-run-form",
         tmp_path,
     )
-    from eraflow.config import PipelineConfig
+    from eraflow.config import PipelineParameters
 
     for name in ("source", "freq", "start", "era_method", "selection_scope"):
-        description = PipelineConfig.model_fields[name].description or ""
+        description = PipelineParameters.model_fields[name].description or ""
         assert description[:40] in form, f"no description of {name} in the run form"
