@@ -62,6 +62,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 item.add_marker(pytest.mark.skip(reason="no CUDA device (CuPy sees none)"))
         if item.get_closest_marker("realdata") and not GREENHOUSE.is_dir():
             item.add_marker(pytest.mark.skip(reason=f"real exports absent: {GREENHOUSE}"))
+    # Files with slow tests first: with two workers taking whole files (make test), the long
+    # ones then start at once and the short ones fill the gaps, instead of one long file
+    # running alone at the end.
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)
 
 
 @pytest.fixture(scope="session")

@@ -79,6 +79,7 @@ def long_segments() -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(2400)  # the O(n^2) references on 20,000-value eras: ~10 min beside others
 @pytest.mark.realdata
 @pytest.mark.skipif(not REAL_CSV.exists(), reason=f"real data not present at {REAL_CSV}")
 def test_new_calculators_equal_tsfresh_on_long_segments():

@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import psutil
 import pytest
 
 from tests.prefect_server import PREFECT, prefect_server, run, start, stop
@@ -155,8 +156,9 @@ def wait_gone(pid: int, timeout: float = 30.0) -> float | None:
     began = time.monotonic()
     while time.monotonic() - began < timeout:
         try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
+            if psutil.Process(pid).status() == psutil.STATUS_ZOMBIE:  # ended, not yet reaped
+                return time.monotonic() - began
+        except psutil.NoSuchProcess:
             return time.monotonic() - began
         time.sleep(0.2)
     return None
