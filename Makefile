@@ -45,6 +45,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy eraflow tasks flows blocks
+	$(BIN)/lint-imports
 
 ## The prepared GPU check: runs with any python3 that has NumPy, pandas and CuPy (no venv, no
 ## Prefect): make gpu-check GPU_PYTHON=python3 GPU_OUT=/path; on a CPU host it runs the CPU part.

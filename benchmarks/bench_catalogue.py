@@ -35,9 +35,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from eraflow.features import compute_segment_matrix, feature_registry, resolve_features
-from eraflow.features.registry import FeatureSpec
-from eraflow.grid import grid_step
+from eraflow.common.grid import grid_step
+from eraflow.stages.features import compute_segment_matrix, feature_registry, resolve_features
+from eraflow.stages.features.registry import FeatureSpec
 from eraflow.store.grid import read_entity_grid
 from eraflow.store.parquet import ParquetStore
 

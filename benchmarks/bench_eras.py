@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from eraflow.eras import EraConfig, EraWarning, bocpd, detect_eras, pelt, standardise
+from eraflow.stages.eras import EraConfig, EraWarning, bocpd, detect_eras, pelt, standardise
 
 DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "greenhouse"
 NO3 = DATA / "knudjepsen" / "NO3_LAMPEGRP_1.csv"

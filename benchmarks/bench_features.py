@@ -25,7 +25,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from eraflow.features import compute_segment_matrix, gpu_available, resolve_features
+from eraflow.stages.features import compute_segment_matrix, gpu_available, resolve_features
 
 
 def make_input(
@@ -159,7 +159,7 @@ def main() -> None:
 
 
 def _is_tsfresh(name: str) -> bool:
-    from eraflow.features import get_calculator
+    from eraflow.stages.features import get_calculator
 
     return get_calculator(name).tsfresh
 

@@ -103,7 +103,7 @@ def _stages(since: float, sampler: RssSampler) -> dict[str, dict[str, float]]:
 
 def child(spec: dict[str, Any]) -> dict[str, Any]:
     """Run one configuration here; report wall, peak RSS and per-stage figures."""
-    from eraflow.memory import limit_heaps
+    from eraflow.common.memory import limit_heaps
     from flows.backfill import backfill
     from flows.pipeline import feature_pipeline
 
@@ -296,8 +296,8 @@ def postgres_year(work: Path, home: Path) -> dict[str, Any]:
     import psycopg
     from psycopg import sql
 
-    from eraflow.ingest import load_mapping, read_mapping
-    from eraflow.load_source import load_frame
+    from eraflow.runs.load_source import load_frame
+    from eraflow.stages.ingest import load_mapping, read_mapping
 
     admin_dsn = os.environ.get("ERAFLOW_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
     name = f"eraflow_bench_{uuid.uuid4().hex[:8]}"

@@ -18,14 +18,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from eraflow.aggregate import aggregate
 from eraflow.catalogue import load_catalogue
-from eraflow.features import compute_features, to_wide
-from eraflow.gapfill import gap_fill
-from eraflow.grid import entity_frames
-from eraflow.ingest import load_mapping, read_mapping
-from eraflow.selection import select_features_unsupervised
-from eraflow.tsfresh_stage import tsfresh_features
+from eraflow.common.grid import entity_frames
+from eraflow.stages.aggregate import aggregate
+from eraflow.stages.features import compute_features, to_wide
+from eraflow.stages.gapfill import gap_fill
+from eraflow.stages.ingest import load_mapping, read_mapping
+from eraflow.stages.selection import select_features_unsupervised
+from eraflow.stages.tsfresh_stage import tsfresh_features
 
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "greenhouse"
 

@@ -30,13 +30,13 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from eraflow.features import (  # noqa: E402  (after the path: runs without an install)
+from eraflow.stages.features import (  # noqa: E402  (after the path: runs without an install)
     compute_segment_matrix,
     feature_registry,
     gpu_available,
     resolve_features,
 )
-from eraflow.features.segments import SegmentBatch  # noqa: E402
+from eraflow.stages.features.segments import SegmentBatch  # noqa: E402
 
 LOG: list[str] = []
 
@@ -237,9 +237,9 @@ def make_slice(path: Path) -> None:
     """A real slice of the Knud Jepsen exports (two compartments, ten days) for the GPU run."""
     import pandas as pd
 
-    from eraflow.aggregate import aggregate
     from eraflow.catalogue import load_catalogue
-    from eraflow.ingest import load_mapping, read_mapping
+    from eraflow.stages.aggregate import aggregate
+    from eraflow.stages.ingest import load_mapping, read_mapping
 
     root = REPO.parent / "shared" / "data" / "greenhouse" / "knudjepsen"
     results = read_mapping(

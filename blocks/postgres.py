@@ -15,7 +15,7 @@ from prefect.blocks.core import Block
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from pydantic import Field, HttpUrl, PrivateAttr, SecretStr
 
-from eraflow.pg import connect, redact, split_password
+from eraflow.common.pg import connect, redact, split_password
 from eraflow.store.postgres import PostgresStore
 
 SslMode = Literal["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]

@@ -20,13 +20,13 @@ from prefect.futures import PrefectFuture, as_completed
 from prefect.runtime import flow_run
 from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
+from eraflow.common.errors import EraflowError
+from eraflow.common.ranges import split_range
 from eraflow.config import FLAT, BackfillSettings, PipelineConfig, to_utc
-from eraflow.errors import EraflowError
-from eraflow.preflight import check_config
-from eraflow.ranges import split_range
-from eraflow.scope import scope_name
+from eraflow.runs.preflight import check_config
+from eraflow.runs.scope import scope_name
+from eraflow.runs.summary import RunSummary, computed_eras
 from eraflow.store import TABLES
-from eraflow.summary import RunSummary, computed_eras
 from flows.parameters import parameters_from
 from flows.pipeline import (
     StageClock,

@@ -16,10 +16,10 @@ from prefect.futures import as_completed
 from prefect.runtime import flow_run
 from pydantic import ValidationError
 
-from eraflow.batches import EraBatch
+from eraflow.common.errors import ConfigError, validation_message
 from eraflow.config import PipelineConfig
-from eraflow.errors import ConfigError, validation_message
-from eraflow.features import gpu_available
+from eraflow.stages.batches import EraBatch
+from eraflow.stages.features import gpu_available
 from tasks._common import RunProgress
 from tasks.children import follow_worker
 from tasks.features import era_features

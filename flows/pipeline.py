@@ -17,17 +17,17 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.futures import PrefectFuture, as_completed, wait
 from prefect.runtime import flow_run
 
-from eraflow.batches import EraBatch
+from eraflow.common.errors import EraflowError
+from eraflow.common.grid import grid_step
+from eraflow.common.memory import limit_heaps
+from eraflow.common.ranges import previous_day as day_before
 from eraflow.config import SIMULATOR, PipelineConfig, PipelineParameters
-from eraflow.errors import EraflowError
-from eraflow.grid import grid_step
-from eraflow.memory import limit_heaps
-from eraflow.planner import Plan
-from eraflow.preflight import check_config
-from eraflow.ranges import previous_day as day_before
-from eraflow.scope import scope_name
+from eraflow.runs.preflight import check_config
+from eraflow.runs.scope import scope_name
+from eraflow.runs.summary import RunSummary, SelectionCount, computed_eras
+from eraflow.stages.batches import EraBatch
+from eraflow.stages.planner import Plan
 from eraflow.store import TABLES
-from eraflow.summary import RunSummary, SelectionCount, computed_eras
 from flows.era_features import era_features_flow
 from flows.parameters import parameters_from
 from flows.runners import make_task_runner

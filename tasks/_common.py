@@ -19,18 +19,18 @@ from prefect import Task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.client.schemas.objects import State, TaskRun
 
-from eraflow.progress import Step, report
-from eraflow.retry import is_transient
+from eraflow.common.progress import Step, report
+from eraflow.common.retry import is_transient
 
 
 def retry_transient(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
-    """Retry only what may not happen again (eraflow.retry.is_transient); log the decision."""
+    """Retry only what may not happen again (``is_transient``); log the decision."""
     try:
         state.result()
     except Exception as exc:
         transient = is_transient(exc)
         if not transient:
-            logging.getLogger("eraflow.retry").info(
+            logging.getLogger("eraflow.common.retry").info(
                 "not retried: %s is not a transient failure", type(exc).__name__
             )
         return transient

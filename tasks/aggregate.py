@@ -7,11 +7,11 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from eraflow.aggregate import AggregateResult, aggregate
 from eraflow.catalogue import load_catalogue
+from eraflow.common.errors import DataError
+from eraflow.common.memory import release_memory
 from eraflow.config import GridOptions, SourceOptions
-from eraflow.errors import DataError
-from eraflow.memory import release_memory
+from eraflow.stages.aggregate import AggregateResult, aggregate
 from tasks._common import retry_transient
 
 

@@ -33,8 +33,8 @@ from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.states import Crashed
 
+from eraflow.common.errors import EraflowError, TransientError
 from eraflow.config import PipelineConfig
-from eraflow.errors import EraflowError, TransientError
 from tasks._common import retry_transient
 
 LIVE_STATES = {StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING}

@@ -10,19 +10,19 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
-from eraflow.batches import EraBatch, batches_for_todo
 from eraflow.catalogue import load_catalogue
+from eraflow.common.grid import grid_step
+from eraflow.common.memory import release_memory
 from eraflow.config import EraOptions, FeatureOptions, GridOptions, StoreOptions
-from eraflow.eras import EraConfig, plot_eras
-from eraflow.eras.penalty_path import PenaltyChoice, applied_penalty, plot_penalty_path
-from eraflow.feature_store import stage_hashes
-from eraflow.grid import grid_step
-from eraflow.history import EraUpdate, due_eras, update_entity_eras
-from eraflow.memory import release_memory
+from eraflow.runs.feature_store import stage_hashes
+from eraflow.runs.history import EraUpdate, due_eras, update_entity_eras
+from eraflow.runs.summary import summary_folder
+from eraflow.stages.batches import EraBatch, batches_for_todo
+from eraflow.stages.eras import EraConfig, plot_eras
+from eraflow.stages.eras.penalty_path import PenaltyChoice, applied_penalty, plot_penalty_path
 from eraflow.store import Key
 from eraflow.store.grid import read_entity_grid
-from eraflow.store.parquet import entity_slug
-from eraflow.summary import summary_folder
+from eraflow.store.names import entity_slug
 from tasks._common import markdown_image, retry_transient
 from tasks.resources import store_session
 
@@ -143,7 +143,7 @@ def detect_entity_eras(
     """Re-segment ``entity``'s stored history; return batches of eras whose features are due.
 
     Eras whose bounds and data did not change keep their stored features; see
-    :mod:`eraflow.history`.
+    :mod:`eraflow.runs.history`.
     """
     logger = get_run_logger()
     horizon = pd.Timedelta(eras.horizon) if eras.horizon else None

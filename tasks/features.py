@@ -10,13 +10,13 @@ import pandas as pd
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from eraflow.batches import EraBatch
 from eraflow.catalogue import load_catalogue
+from eraflow.common.memory import release_memory
 from eraflow.config import FeatureOptions, GridOptions, StoreOptions
-from eraflow.feature_store import engine_config_hash, write_era_features
-from eraflow.features import gpu_available, is_device_oom
-from eraflow.memory import release_memory
-from eraflow.sensor_profiles import compute_profiled_features, engine_sensor_profiles
+from eraflow.runs.feature_store import engine_config_hash, write_era_features
+from eraflow.stages.batches import EraBatch
+from eraflow.stages.features import gpu_available, is_device_oom
+from eraflow.stages.sensor_profiles import compute_profiled_features, engine_sensor_profiles
 from tasks._common import retry_transient
 from tasks.slices import read_batch
 

@@ -10,9 +10,9 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from eraflow.catalogue import load_catalogue
+from eraflow.common.memory import release_memory
 from eraflow.config import GridOptions, StoreOptions
-from eraflow.grid_update import EntityWrite, recount_coverage, write_entity_range
-from eraflow.memory import release_memory
+from eraflow.runs.grid_update import EntityWrite, recount_coverage, write_entity_range
 from tasks._common import retry_transient
 from tasks.resources import store_session
 
@@ -47,7 +47,7 @@ def fill_and_store(
     """Fill each entity's gaps together with the stored rows around the range; store it.
 
     Gaps that cross the range's edges are filled as a run over the whole history would fill
-    them (see :mod:`eraflow.grid_update`); daily coverage is recounted and published.
+    them (see :mod:`eraflow.runs.grid_update`); daily coverage is recounted and published.
     ``mapped`` lists each entity's sensors that had input (a dead one is still its own).
     """
     logger = get_run_logger()

@@ -8,10 +8,10 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 from eraflow.config import POSTGRES, SIMULATOR, SourceOptions
-from eraflow.ingest import IngestResult, load_mapping, read_mapping
-from eraflow.ingest.postgres_source import PostgresSourceConfig, read_postgres
-from eraflow.preflight import check_entities
-from eraflow.simulate import simulate
+from eraflow.runs.preflight import check_entities
+from eraflow.stages.ingest import IngestResult, load_mapping, read_mapping
+from eraflow.stages.ingest.postgres_source import PostgresSourceConfig, read_postgres
+from eraflow.stages.simulate import simulate
 from tasks._common import RunProgress, retry_transient
 from tasks.resources import source_connection
 

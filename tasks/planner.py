@@ -9,11 +9,11 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
-from eraflow.batches import EraBatch
 from eraflow.catalogue import load_catalogue
 from eraflow.config import OrchestrationOptions, StoreOptions
-from eraflow.features import gpu_available
-from eraflow.planner import Plan, PlannerSettings, plan_batches
+from eraflow.stages.batches import EraBatch
+from eraflow.stages.features import gpu_available
+from eraflow.stages.planner import Plan, PlannerSettings, plan_batches
 from eraflow.store import Key
 from tasks.resources import store_session
 

@@ -10,7 +10,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from eraflow.config import StoreOptions
-from eraflow.report import (
+from eraflow.runs.report import (
     coverage_by_sensor,
     eras_by_level,
     feature_counts,
@@ -18,7 +18,7 @@ from eraflow.report import (
     stage_table,
     write_report,
 )
-from eraflow.summary import RunSummary, save_summary, summary_folder
+from eraflow.runs.summary import RunSummary, save_summary, summary_folder
 from tasks.resources import store_session
 
 

@@ -15,10 +15,10 @@ from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from eraflow.bounds import GridPlan
+from eraflow.common.errors import ConfigError
 from eraflow.config import POSTGRES, PipelineConfig, SourceOptions, StoreOptions
-from eraflow.errors import ConfigError
-from eraflow.preflight import check_bounds, check_postgres_source, source_span
+from eraflow.runs.bounds import GridPlan
+from eraflow.runs.preflight import check_bounds, check_postgres_source, source_span
 from eraflow.store import ParquetStore, ResultStore
 
 if TYPE_CHECKING:
@@ -129,8 +129,8 @@ def source_rows(config: PipelineConfig, entities: list[str] | None = None) -> in
     """
     chosen = entities if entities is not None else config.source.entities
     if config.source.name == POSTGRES:
-        from eraflow.ingest.postgres_source import PostgresSourceConfig
-        from eraflow.ingest.span import postgres_span
+        from eraflow.stages.ingest.postgres_source import PostgresSourceConfig
+        from eraflow.stages.ingest.span import postgres_span
 
         with source_connection(config.source) as connection:
             span = postgres_span(

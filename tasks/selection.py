@@ -6,10 +6,10 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
+from eraflow.common.grid import grid_step
+from eraflow.common.memory import release_memory
 from eraflow.config import Device, GridOptions, SelectionOptions, StoreOptions
-from eraflow.grid import grid_step
-from eraflow.memory import release_memory
-from eraflow.scope import SelectionSettings, select_scope
+from eraflow.runs.scope import SelectionSettings, select_scope
 from tasks._common import RunProgress, retry_transient
 from tasks.resources import store_session
 

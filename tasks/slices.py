@@ -8,10 +8,10 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from eraflow.batches import EraBatch
+from eraflow.common.errors import DataError
+from eraflow.common.grid import grid_step
 from eraflow.config import StoreOptions
-from eraflow.errors import DataError
-from eraflow.grid import grid_step
+from eraflow.stages.batches import EraBatch
 from eraflow.store import Key, Range, ResultStore
 from eraflow.store.grid import read_entity_grid
 from tasks.resources import store_session

@@ -13,8 +13,8 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from eraflow.config import StoreOptions
-from eraflow.report import grid_rows_stored
-from eraflow.scope import entities_with_data
+from eraflow.runs.report import grid_rows_stored
+from eraflow.runs.scope import entities_with_data
 from eraflow.store import Key
 from tasks._common import retry_transient
 from tasks.resources import store_session

@@ -11,13 +11,13 @@ from pathlib import Path
 from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from eraflow.batches import EraBatch
 from eraflow.catalogue import load_catalogue
+from eraflow.common.memory import release_memory
 from eraflow.config import FeatureOptions, GridOptions, StoreOptions
-from eraflow.feature_store import tsfresh_config_hash, write_era_features
-from eraflow.memory import release_memory
-from eraflow.sensor_profiles import engine_sensor_profiles
-from eraflow.tsfresh_stage import engine_profile_names, tsfresh_features
+from eraflow.runs.feature_store import tsfresh_config_hash, write_era_features
+from eraflow.stages.batches import EraBatch
+from eraflow.stages.sensor_profiles import engine_sensor_profiles
+from eraflow.stages.tsfresh_stage import engine_profile_names, tsfresh_features
 from tasks._common import retry_transient
 from tasks.slices import read_batch
 

@@ -21,7 +21,7 @@ from pydantic import (
     model_validator,
 )
 
-from eraflow.errors import ConfigError
+from eraflow.common.errors import ConfigError
 
 SensorKind = Literal["continuous", "binary", "categorical", "counter", "price"]
 Resample = Literal["mean", "median", "max", "min", "last", "first", "sum"]

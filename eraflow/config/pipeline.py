@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
 from pydantic.fields import FieldInfo
 
+from eraflow.common.errors import ConfigError, validation_message
 from eraflow.config.sections import (
     EraOptions,
     FeatureOptions,
@@ -26,7 +27,6 @@ from eraflow.config.sections import (
     StoreOptions,
 )
 from eraflow.config.values import POSTGRES, SIMULATOR
-from eraflow.errors import ConfigError, validation_message
 
 
 class PipelineConfig(BaseModel):
@@ -54,7 +54,7 @@ class PipelineConfig(BaseModel):
                     "source 'postgres' needs source_block (a PostgresConnection "
                     "block name) and postgres_source (at least {'table': ...})"
                 )
-            from eraflow.ingest.postgres_source import PostgresSourceConfig
+            from eraflow.stages.ingest.postgres_source import PostgresSourceConfig
 
             PostgresSourceConfig.parse(source.postgres)
         elif source.name != SIMULATOR and source.data_root is None:

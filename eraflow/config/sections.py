@@ -31,9 +31,9 @@ from eraflow.config.values import (
     UtcTime,
     seconds,
 )
-from eraflow.eras.config import EraConfig, LevelConfig
-from eraflow.eras.penalty_path import PenaltyRule
-from eraflow.planner import PlannerSettings
+from eraflow.stages.eras.config import EraConfig, LevelConfig
+from eraflow.stages.eras.penalty_path import PenaltyRule
+from eraflow.stages.planner import PlannerSettings
 
 
 class Section(BaseModel):
@@ -64,7 +64,7 @@ class SimulatorSettings(BaseModel):
 
 
 class EraLevelSettings(BaseModel):
-    """Penalty and shortest era of one level (eraflow.eras.config.LevelConfig)."""
+    """Penalty and shortest era of one level (eraflow.stages.eras.config.LevelConfig)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -193,7 +193,7 @@ class SourceOptions(Section):
         default=None,
         alias="postgres_source",
         description="Source 'postgres': the table and its columns as JSON, at "
-        'least {"table": "sensor_data"} (see eraflow.ingest.postgres_source).',
+        'least {"table": "sensor_data"} (see eraflow.stages.ingest.postgres_source).',
     )
     reuse: bool = Field(
         default=False,

@@ -14,8 +14,8 @@ from typing import Annotated, Literal
 import pandas as pd
 from pydantic import AfterValidator, ValidationInfo
 
-from eraflow.eras.config import time_span
-from eraflow.grid import grid_step
+from eraflow.common.grid import grid_step
+from eraflow.stages.eras.config import time_span
 
 Level = Literal["A", "B", "C"]
 Device = Literal["auto", "gpu", "cpu"]

@@ -14,7 +14,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from eraflow.errors import StoreError
+from eraflow.common.errors import StoreError
 from eraflow.store.base import Key, Range
 from eraflow.store.tables import Table
 

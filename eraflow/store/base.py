@@ -20,7 +20,7 @@ from typing import Any, Protocol, runtime_checkable
 import pandas as pd
 import pyarrow as pa
 
-from eraflow.errors import StoreError
+from eraflow.common.errors import StoreError
 from eraflow.store.tables import Table, table
 
 

@@ -15,9 +15,8 @@ from collections.abc import Collection, Sequence
 import numpy as np
 import pandas as pd
 
-from eraflow.errors import StoreError
-from eraflow.gapfill import nan_runs
-from eraflow.grid import mask_column, sensor_columns
+from eraflow.common.errors import StoreError
+from eraflow.common.grid import mask_column, nan_runs, sensor_columns
 from eraflow.store.base import Key, Range, ResultStore
 
 

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from eraflow.errors import TransientError
+from eraflow.common.errors import TransientError
 
 logger = logging.getLogger(__name__)
 

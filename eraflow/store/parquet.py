@@ -41,10 +41,8 @@ Unreadable files: see :mod:`eraflow.store.quarantine`.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import os
-import re
 import shutil
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -61,11 +59,12 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from eraflow.errors import StoreError
+from eraflow.common.errors import StoreError
 from eraflow.store.arrow import empty_frame, key_filter, sort_by_key, to_arrow, to_frame
 from eraflow.store.base import Key, Range, Write, check_key, check_rows, check_writes
 from eraflow.store.crash import crash_point
 from eraflow.store.locks import file_lock
+from eraflow.store.names import entity_slug
 from eraflow.store.quarantine import (
     CorruptPartitionError,
     Partition,
@@ -87,14 +86,6 @@ SCOPED = ".scoped"
 CURRENT = "current"
 _READ_ERRORS = (pa.ArrowException, OSError)
 T = TypeVar("T")
-
-
-def entity_slug(entity: str) -> str:
-    """A file-system-safe, collision-free folder name for an entity (or scope)."""
-    slug = re.sub(r"[^A-Za-z0-9_.-]", "_", entity)
-    if slug != entity or slug in {"", ".", ".."} or slug.startswith((".", "_")):
-        slug = f"{slug.lstrip('._') or 'x'}-{hashlib.sha1(entity.encode()).hexdigest()[:8]}"
-    return slug
 
 
 @contextmanager

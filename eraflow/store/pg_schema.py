@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 import psycopg
 from psycopg import sql
 
-from eraflow.pg import check_identifier
+from eraflow.common.pg import check_identifier
 
 logger = logging.getLogger(__name__)
 

@@ -42,8 +42,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from psycopg import sql
 
-from eraflow.errors import StoreError
-from eraflow.pg import (
+from eraflow.common.errors import StoreError
+from eraflow.common.pg import (
     PostgresConnectionError,
     check_identifier,
     connect,

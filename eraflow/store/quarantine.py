@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from eraflow.errors import StoreError
+from eraflow.common.errors import StoreError
 from eraflow.store.base import Key, Range
 from eraflow.store.tables import ENGINE_STAGES, Table
 
@@ -112,7 +112,7 @@ def _listed(condition: object) -> list[object]:
 
 def covers(part: Partition, key: Key) -> bool:
     """Whether every row the file can hold lies in ``key`` (its owner being the file's)."""
-    from eraflow.store.parquet import entity_slug
+    from eraflow.store.names import entity_slug
 
     spec = part.table
     for column, condition in key.where.items():

@@ -14,8 +14,8 @@ from typing import Literal
 
 import pyarrow as pa
 
-from eraflow.errors import StoreError
-from eraflow.pg import Kind
+from eraflow.common.errors import StoreError
+from eraflow.common.pg import Kind
 
 Partition = Literal["month", "level", "era", "entity-level"]
 
@@ -39,7 +39,7 @@ class Table:
     name
         Table (and Parquet dataset folder) name.
     columns
-        ``(column, kind)`` in stored order; kinds are ``eraflow.pg.Kind`` names.
+        ``(column, kind)`` in stored order; kinds are ``eraflow.common.pg.Kind`` names.
     owner
         The column every write and delete is scoped to (``entity`` or ``scope``).
     key

@@ -14,7 +14,7 @@ from prefect.client.orchestration import get_client
 from prefect.testing.standard_test_suites import BlockStandardTestSuite
 
 from blocks.postgres import PostgresConnection, PostgresStoreBlock
-from eraflow.pg import PostgresConnectionError
+from eraflow.common.pg import PostgresConnectionError
 from eraflow.store import Key
 from eraflow.store.postgres import PostgresStore
 from tests.pg import ADMIN_DSN, fresh_database

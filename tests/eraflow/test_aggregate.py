@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from eraflow.aggregate import aggregate
 from eraflow.catalogue import load_catalogue
-from eraflow.errors import ConfigError, DataError
+from eraflow.common.errors import ConfigError, DataError
+from eraflow.stages.aggregate import aggregate
 
 T0 = pd.Timestamp("2024-01-01", tz="UTC")
 

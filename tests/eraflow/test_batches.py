@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from eraflow.batches import (
+from eraflow.stages.batches import (
     EraBatch,
     assign_stable_era_ids,
     batches_for_todo,

@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from eraflow.bounds import check_grid_span, plan_grid, stray_rows
+from eraflow.common.errors import ConfigError
 from eraflow.config import PipelineConfig
-from eraflow.errors import ConfigError
-from eraflow.preflight import check_config
+from eraflow.runs.bounds import check_grid_span, plan_grid, stray_rows
+from eraflow.runs.preflight import check_config
 from tests.conftest import REPO
 
 STEP = pd.Timedelta("5min")

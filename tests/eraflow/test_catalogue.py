@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from eraflow.catalogue import load_catalogue
-from eraflow.errors import ConfigError
+from eraflow.common.errors import ConfigError
 
 
 def test_packaged_catalogue() -> None:

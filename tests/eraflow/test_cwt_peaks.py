@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scipy.signal import find_peaks_cwt
 
-from eraflow.features.cwt_peaks import count_cwt_peaks, ricker, ricker_transform
+from eraflow.stages.features.cwt_peaks import count_cwt_peaks, ricker, ricker_transform
 from tests.eraflow.test_features_tsfresh import REAL_CSV, read_knudjepsen
 
 

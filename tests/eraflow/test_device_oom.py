@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from eraflow.features import is_device_oom
+from eraflow.stages.features import is_device_oom
 
 
 class OutOfMemoryError(Exception):  # same name as cupy.cuda.memory.OutOfMemoryError

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from eraflow.eras import BadSegmentationParameters, SignalDataError, bocpd
+from eraflow.stages.eras import BadSegmentationParameters, SignalDataError, bocpd
 
 
 def _one_change(seed: int = 4) -> np.ndarray:

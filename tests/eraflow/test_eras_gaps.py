@@ -9,13 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from eraflow.aggregate import aggregate
 from eraflow.catalogue import load_catalogue
-from eraflow.eras import EraConfig, EraWarning, detect_eras
-from eraflow.eras.gaps import detect_eras_with_gaps, gap_stretches
-from eraflow.gapfill import gap_fill
-from eraflow.grid import entity_frames
-from eraflow.ingest import load_mapping, read_mapping
+from eraflow.common.grid import entity_frames
+from eraflow.stages.aggregate import aggregate
+from eraflow.stages.eras import EraConfig, EraWarning, detect_eras
+from eraflow.stages.eras.gaps import detect_eras_with_gaps, gap_stretches
+from eraflow.stages.gapfill import gap_fill
+from eraflow.stages.ingest import load_mapping, read_mapping
 from tests.eraflow.test_eras_levels import _greenhouse
 
 SIGNALS = ("air_temp_c", "rh_percent", "radiation_w_m2", "pipe_temp_1_c", "outside_temp_c")

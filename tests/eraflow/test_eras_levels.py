@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from eraflow.eras import (
+from eraflow.common.errors import ConfigError, DataError
+from eraflow.stages.eras import (
     ERA_COLUMNS,
     EraConfig,
     EraWarning,
@@ -21,7 +22,6 @@ from eraflow.eras import (
     plot_eras,
     standardise,
 )
-from eraflow.errors import ConfigError, DataError
 
 STEP = pd.Timedelta("5min")
 

@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 import ruptures as rpt
 
-from eraflow.eras import (
+from eraflow.common.errors import ConfigError
+from eraflow.stages.eras import (
     BadSegmentationParameters,
     SignalDataError,
     cost_factory,
     partition_candidates,
     pelt,
 )
-from eraflow.errors import ConfigError
 
 pytestmark = pytest.mark.filterwarnings("ignore:New behaviour in v1.1.5:UserWarning")
 

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 import ruptures as rpt
 
-from eraflow.eras import EraConfig, LevelConfig, detect_eras
-from eraflow.eras.penalty_path import (
+from eraflow.stages.eras import EraConfig, LevelConfig, detect_eras
+from eraflow.stages.eras.penalty_path import (
     FACTORS,
     PenaltyRule,
     choose_penalties,

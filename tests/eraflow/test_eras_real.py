@@ -9,14 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from eraflow.aggregate import aggregate
 from eraflow.catalogue import load_catalogue
-from eraflow.eras import EraConfig, EraWarning, detect_eras
-from eraflow.eras.gaps import detect_eras_with_gaps
-from eraflow.eras.penalty_path import FACTORS, choose_penalties
-from eraflow.gapfill import gap_fill
-from eraflow.grid import entity_frames
-from eraflow.ingest import load_mapping, read_mapping
+from eraflow.common.grid import entity_frames
+from eraflow.stages.aggregate import aggregate
+from eraflow.stages.eras import EraConfig, EraWarning, detect_eras
+from eraflow.stages.eras.gaps import detect_eras_with_gaps
+from eraflow.stages.eras.penalty_path import FACTORS, choose_penalties
+from eraflow.stages.gapfill import gap_fill
+from eraflow.stages.ingest import load_mapping, read_mapping
 
 pytestmark = pytest.mark.realdata
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from eraflow.eras.regimes import era_summaries, label_regimes, regime_labels
+from eraflow.stages.eras.regimes import era_summaries, label_regimes, regime_labels
 
 STEP = pd.Timedelta("5min")
 

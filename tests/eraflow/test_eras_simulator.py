@@ -8,12 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from eraflow.aggregate import aggregate
 from eraflow.catalogue import load_catalogue
-from eraflow.eras import EraWarning, detect_eras
-from eraflow.gapfill import gap_fill
-from eraflow.grid import entity_frames
-from eraflow.simulate import Regime, simulate
+from eraflow.common.grid import entity_frames
+from eraflow.stages.aggregate import aggregate
+from eraflow.stages.eras import EraWarning, detect_eras
+from eraflow.stages.gapfill import gap_fill
+from eraflow.stages.simulate import Regime, simulate
 
 
 def simulated_eras(**kwargs: object) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from eraflow.features import compute_features, compute_segment_matrix
+from eraflow.stages.features import compute_features, compute_segment_matrix
 from tests.eraflow.test_features_engine import make_eras
 
 

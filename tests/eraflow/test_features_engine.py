@@ -8,8 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from eraflow.errors import ConfigError, DataError
-from eraflow.features import (
+from eraflow.common.errors import ConfigError, DataError
+from eraflow.stages.features import (
     FEATURE_COLUMNS,
     PROFILES,
     SEED_FEATURES,

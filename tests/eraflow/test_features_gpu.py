@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from eraflow.features import (
+from eraflow.stages.features import (
     compute_features,
     compute_segment_matrix,
     feature_registry,

@@ -1,6 +1,6 @@
 """The feature engine's import layering, read from the source with ``ast`` (no import needed).
 
-The rules (see ``eraflow/features/__init__.py``): the registry is a leaf; a calculator module
+The rules (see ``eraflow/stages/features/__init__.py``): the registry is a leaf; a calculator module
 (one that registers features with ``@feature``) imports only the registry, the shared kernels,
 ``arrays`` and ``segments`` of the package, never another calculator module; the kernel layer
 never imports the registry, the catalogue, the engine or a calculator module; the catalogue is
@@ -18,14 +18,14 @@ from pathlib import Path
 
 import pytest
 
-PACKAGE = "eraflow.features"
+PACKAGE = "eraflow.stages.features"
 ROOT = Path(__file__).resolve().parents[2]
-SOURCE = ROOT / "eraflow" / "features"
+SOURCE = ROOT / "eraflow" / "stages" / "features"
 
 CALCULATOR_MAY_IMPORT = {"registry", "kernels", "arrays", "segments"}
 KERNEL_LAYER = {"kernels", "spectral", "cwt_peaks", "arrays", "segments"}
 KERNEL_LAYER_MAY_IMPORT = KERNEL_LAYER
-ERAFLOW_OUTSIDE_ALLOWED = {"eraflow.errors"}
+ERAFLOW_OUTSIDE_ALLOWED = {"eraflow.common.errors"}
 EXPECTED_CALCULATOR_MODULES = {
     "calculators_basic",
     "calculators_complexity",
@@ -47,8 +47,9 @@ def modules() -> dict[str, ast.Module]:
 def imported(tree: ast.Module) -> list[str]:
     """Full names of the ``eraflow`` modules a module imports, anywhere in it, in order.
 
-    ``from eraflow.features import arrays`` names the submodule ``eraflow.features.arrays``;
-    ``from eraflow.features.registry import feature`` names ``eraflow.features.registry``.
+    ``from eraflow.stages.features import arrays`` names the submodule
+    ``eraflow.stages.features.arrays``; ``from eraflow.stages.features.registry import feature``
+    names ``eraflow.stages.features.registry``.
     """
     names: list[str] = []
     for node in ast.walk(tree):
@@ -165,8 +166,8 @@ def test_the_package_import_graph_has_no_cycle():
 
 
 def test_the_registry_follows_the_catalogue_order():
-    from eraflow.features import feature_registry
-    from eraflow.features.catalog import CALCULATOR_MODULES
+    from eraflow.stages.features import feature_registry
+    from eraflow.stages.features.catalog import CALCULATOR_MODULES
 
     order = [c.func.__module__ for c in feature_registry().values()]
     blocks = [module for module, _ in itertools.groupby(order)]
@@ -176,11 +177,11 @@ def test_the_registry_follows_the_catalogue_order():
 
 def test_importing_a_calculator_module_first_gives_the_same_registry():
     """Registration order does not depend on which module of the package is imported first."""
-    from eraflow.features import feature_registry
+    from eraflow.stages.features import feature_registry
 
     script = (
-        "import eraflow.features.calculators_signal\n"
-        "from eraflow.features.registry import feature_registry\n"
+        "import eraflow.stages.features.calculators_signal\n"
+        "from eraflow.stages.features.registry import feature_registry\n"
         "print(' '.join(feature_registry()))\n"
     )
     out = subprocess.run(

@@ -15,7 +15,7 @@ import itertools
 import numpy as np
 import pytest
 
-from eraflow.features import compute_segment_matrix, feature_registry
+from eraflow.stages.features import compute_segment_matrix, feature_registry
 from tests.eraflow.test_features_tsfresh import (
     REAL_CSV,
     polyfit_condition,

@@ -20,7 +20,7 @@ import warnings
 import numpy as np
 import pytest
 
-from eraflow.features import compute_segment_matrix, feature_registry
+from eraflow.stages.features import compute_segment_matrix, feature_registry
 
 pytest.importorskip("tsfresh")
 from statsmodels.regression.linear_model import OLS

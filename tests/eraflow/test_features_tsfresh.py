@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from eraflow.features import compute_segment_matrix, feature_registry
+from eraflow.stages.features import compute_segment_matrix, feature_registry
 
 tsfresh = pytest.importorskip("tsfresh")
 from tsfresh.feature_extraction import feature_calculators as fc  # noqa: E402

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from eraflow.catalogue import load_catalogue
-from eraflow.errors import DataError
-from eraflow.gapfill import fill_series, fillable, gap_fill
+from eraflow.common.errors import DataError
+from eraflow.stages.gapfill import fill_series, fillable, gap_fill
 
 T0 = pd.Timestamp("2024-01-01", tz="UTC")
 NAN = np.nan

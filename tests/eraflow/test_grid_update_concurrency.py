@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from eraflow.catalogue import load_catalogue
-from eraflow.grid_update import recount_coverage, write_entity_range
+from eraflow.runs.grid_update import recount_coverage, write_entity_range
 from eraflow.store import Key, ParquetStore, Range, ResultStore
 from eraflow.store.grid import read_entity_grid
 from tests.pg import fresh_database

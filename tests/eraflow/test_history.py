@@ -8,14 +8,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from eraflow.aggregate import aggregate
 from eraflow.catalogue import load_catalogue
-from eraflow.eras import EraConfig, LevelConfig
-from eraflow.feature_store import write_era_features
-from eraflow.gapfill import fill_series
-from eraflow.grid_update import recount_coverage, write_entity_range
-from eraflow.history import era_fingerprints, stale_eras, update_entity_eras
-from eraflow.simulate import simulate
+from eraflow.runs.feature_store import write_era_features
+from eraflow.runs.grid_update import recount_coverage, write_entity_range
+from eraflow.runs.history import era_fingerprints, stale_eras, update_entity_eras
+from eraflow.stages.aggregate import aggregate
+from eraflow.stages.eras import EraConfig, LevelConfig
+from eraflow.stages.gapfill import fill_series
+from eraflow.stages.simulate import simulate
 from eraflow.store import Key, ParquetStore, Range
 from eraflow.store.grid import read_entity_grid
 

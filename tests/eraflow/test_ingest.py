@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from eraflow.errors import ConfigError, DataError, IngestError
-from eraflow.ingest import load_mapping, parse_mapping, read_source
-from eraflow.ingest.mapping import SourceMapping
+from eraflow.common.errors import ConfigError, DataError, IngestError
+from eraflow.stages.ingest import load_mapping, parse_mapping, read_source
+from eraflow.stages.ingest.mapping import SourceMapping
 
 
 def mapping(**fields: object) -> SourceMapping:

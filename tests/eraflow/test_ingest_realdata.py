@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from eraflow.aggregate import aggregate
 from eraflow.catalogue import load_catalogue
-from eraflow.ingest import IngestResult, load_mapping, read_mapping
+from eraflow.stages.aggregate import aggregate
+from eraflow.stages.ingest import IngestResult, load_mapping, read_mapping
 
 pytestmark = pytest.mark.realdata
 

@@ -11,9 +11,9 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from eraflow.ingest import load_mapping, read_mapping
-from eraflow.ingest.postgres_source import PostgresSourceConfig, read_postgres
-from eraflow.load_source import main
+from eraflow.runs.load_source import main
+from eraflow.stages.ingest import load_mapping, read_mapping
+from eraflow.stages.ingest.postgres_source import PostgresSourceConfig, read_postgres
 from tests.pg import fresh_database
 
 pytestmark = pytest.mark.postgres
@@ -37,7 +37,7 @@ def kj_slice(greenhouse_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> 
         head = b"".join(handle.readline() for _ in range(LINES))
     (root / "NO3_LAMPEGRP_1.csv").write_bytes(head)
     preset = (
-        resources.files("eraflow.ingest")
+        resources.files("eraflow.stages.ingest")
         .joinpath("presets/knudjepsen.toml")
         .read_text(encoding="utf-8")
     )

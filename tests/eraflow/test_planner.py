@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from eraflow.batches import EraBatch, assign_stable_era_ids, batches_from_eras
 from eraflow.catalogue import Catalogue, SensorSpec, load_catalogue
-from eraflow.errors import ConfigError, DataError
-from eraflow.planner import (
+from eraflow.common.errors import ConfigError, DataError
+from eraflow.stages.batches import EraBatch, assign_stable_era_ids, batches_from_eras
+from eraflow.stages.planner import (
     PLAN_COLUMNS,
     Plan,
     PlannerSettings,

@@ -10,9 +10,9 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from eraflow.errors import ConfigError, DataError, IngestError
-from eraflow.ingest import LONG_COLUMNS
-from eraflow.ingest.postgres_source import PostgresSourceConfig, read_postgres
+from eraflow.common.errors import ConfigError, DataError, IngestError
+from eraflow.stages.ingest import LONG_COLUMNS
+from eraflow.stages.ingest.postgres_source import PostgresSourceConfig, read_postgres
 from tests.pg import fresh_database
 
 pytestmark = pytest.mark.postgres

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from eraflow.errors import ConfigError
-from eraflow.ranges import previous_day, split_range
+from eraflow.common.errors import ConfigError
+from eraflow.common.ranges import previous_day, split_range
 
 
 def utc(text: str) -> pd.Timestamp:

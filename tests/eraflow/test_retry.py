@@ -1,6 +1,6 @@
 """The retry classifier: one test per class of failure, PostgreSQL failures raised by the server.
 
-Expected sides come from the policy in ``eraflow/retry.py``'s docstring, never from calling
+Expected sides come from the policy in ``eraflow/common/retry.py``'s docstring, never from calling
 ``is_transient`` on some other input.
 """
 
@@ -13,9 +13,9 @@ import psycopg
 import pytest
 from psycopg import errors as pg_errors
 
-from eraflow.errors import ConfigError, DataError, EraflowError, IngestError, StoreError
-from eraflow.pg import PostgresConnectionError, connect
-from eraflow.retry import is_transient
+from eraflow.common.errors import ConfigError, DataError, EraflowError, IngestError, StoreError
+from eraflow.common.pg import PostgresConnectionError, connect
+from eraflow.common.retry import is_transient
 from tests.pg import fresh_database
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from eraflow.scope import (
+from eraflow.runs.scope import (
     SelectionSettings,
     entities_with_data,
     read_feature_matrix,

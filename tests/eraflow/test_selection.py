@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from eraflow.errors import ConfigError, DataError
-from eraflow.selection import (
+from eraflow.common.errors import ConfigError, DataError
+from eraflow.stages.selection import (
     SELECTION_COLUMNS,
     _greedy_correlation,
     _pairwise_r,

@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from eraflow.catalogue import load_catalogue
-from eraflow.features import compute_features, profile_specs
-from eraflow.sensor_profiles import compute_profiled_features, engine_sensor_profiles
+from eraflow.stages.features import compute_features, profile_specs
+from eraflow.stages.sensor_profiles import compute_profiled_features, engine_sensor_profiles
 
 AIR, OUT, NEW = "air_temp_c", "outside_temp_c", "not_in_the_catalogue"
 

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from eraflow.errors import ConfigError
-from eraflow.simulate import simulate
+from eraflow.common.errors import ConfigError
+from eraflow.stages.simulate import simulate
 
 
 def test_same_seed_same_data_other_seed_other_data() -> None:

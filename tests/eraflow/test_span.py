@@ -20,12 +20,13 @@ import pandas as pd
 import psycopg
 import pytest
 
+from eraflow.common.errors import ConfigError, IngestError
 from eraflow.config import PipelineConfig, SimulatorSettings
-from eraflow.errors import ConfigError, IngestError
-from eraflow.ingest import load_mapping, parse_mapping, read_mapping, read_source
-from eraflow.ingest.mapping import SourceMapping
-from eraflow.ingest.postgres_source import PostgresSourceConfig
-from eraflow.ingest.span import (
+from eraflow.runs.preflight import check_config, check_postgres_source, source_span
+from eraflow.stages.ingest import load_mapping, parse_mapping, read_mapping, read_source
+from eraflow.stages.ingest.mapping import SourceMapping
+from eraflow.stages.ingest.postgres_source import PostgresSourceConfig
+from eraflow.stages.ingest.span import (
     EntitySpan,
     SourceSpan,
     check_span,
@@ -35,7 +36,6 @@ from eraflow.ingest.span import (
     scan_source,
     simulator_span,
 )
-from eraflow.preflight import check_config, check_postgres_source, source_span
 from tests.pg import fresh_database
 
 

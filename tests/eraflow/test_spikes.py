@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from eraflow.aggregate import aggregate
 from eraflow.catalogue import load_catalogue
-from eraflow.ingest import load_mapping, read_mapping
-from eraflow.spikes import hampel_spikes, run_spikes
+from eraflow.stages.aggregate import aggregate
+from eraflow.stages.ingest import load_mapping, read_mapping
+from eraflow.stages.spikes import hampel_spikes, run_spikes
 
 
 def _hampel_loop(x: np.ndarray, window: int, sigmas: float, min_delta: float) -> np.ndarray:

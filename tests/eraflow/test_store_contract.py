@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from eraflow.errors import StoreError
+from eraflow.common.errors import StoreError
 from eraflow.store import Key, ParquetStore, Range, ResultStore
 from eraflow.store.grid import read_entity_grid, write_grid
 from tests.pg import fresh_database

@@ -18,8 +18,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from eraflow.errors import StoreError
-from eraflow.scope import read_feature_matrix
+from eraflow.common.errors import StoreError
+from eraflow.runs.scope import read_feature_matrix
 from eraflow.store import Key, ParquetStore, ResultStore
 from eraflow.store.tables import FEATURE_MATRIX, SELECTION
 from tests.pg import fresh_database

@@ -22,7 +22,7 @@ import pandas as pd
 import psycopg
 import pytest
 
-from eraflow.retry import is_transient
+from eraflow.common.retry import is_transient
 from eraflow.store import Key, LockTimeoutError, ParquetStore, Range, ResultStore
 from eraflow.store.locks import file_lock, read_holder
 from tests.pg import fresh_database

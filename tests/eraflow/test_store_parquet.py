@@ -10,7 +10,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
-from eraflow.errors import StoreError
+from eraflow.common.errors import StoreError
 from eraflow.store import Key, ParquetStore
 from eraflow.store.grid import write_grid
 from eraflow.store.parquet import entity_slug

@@ -14,8 +14,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from eraflow.errors import ConfigError, StoreError
-from eraflow.pg import PostgresConnectionError, split_password
+from eraflow.common.errors import ConfigError, StoreError
+from eraflow.common.pg import PostgresConnectionError, split_password
 from eraflow.store import TABLES, Key
 from eraflow.store.grid import write_grid
 from eraflow.store.pg_schema import LATEST_VERSION, MIGRATIONS, applied_versions, migrate

@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from eraflow.errors import IngestError
-from eraflow.ingest.timezones import localise_to_utc
+from eraflow.common.errors import IngestError
+from eraflow.stages.ingest.timezones import localise_to_utc
 
 TZ = "Europe/Copenhagen"
 

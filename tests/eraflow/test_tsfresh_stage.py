@@ -11,9 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from eraflow.errors import ConfigError, DataError
-from eraflow.features import FEATURE_COLUMNS, compute_features, parse_feature_name
-from eraflow.tsfresh_stage import (
+from eraflow.common.errors import ConfigError, DataError
+from eraflow.stages.features import FEATURE_COLUMNS, compute_features, parse_feature_name
+from eraflow.stages.tsfresh_stage import (
     engine_profile_names,
     engine_tsfresh_names,
     settings_names,
@@ -290,11 +290,11 @@ def test_bad_input(grid) -> None:
 
 @pytest.mark.realdata
 def test_real_one_week_catalogue_profile(greenhouse_dir: Path) -> None:
-    from eraflow.aggregate import aggregate
     from eraflow.catalogue import load_catalogue
-    from eraflow.gapfill import gap_fill
-    from eraflow.grid import entity_frames
-    from eraflow.ingest import load_mapping, read_mapping
+    from eraflow.common.grid import entity_frames
+    from eraflow.stages.aggregate import aggregate
+    from eraflow.stages.gapfill import gap_fill
+    from eraflow.stages.ingest import load_mapping, read_mapping
 
     start, end = pd.Timestamp("2015-10-01", tz="UTC"), pd.Timestamp("2015-10-08", tz="UTC")
     cat = load_catalogue()

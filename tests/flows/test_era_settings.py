@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 from prefect.client.orchestration import get_client
 
+from eraflow.common.errors import ConfigError
 from eraflow.config import PipelineConfig, SimulatorSettings
-from eraflow.eras.config import EraConfig
-from eraflow.errors import ConfigError
+from eraflow.stages.eras.config import EraConfig
 from flows.pipeline import feature_pipeline
 
 SIMULATOR = SimulatorSettings(days=4, entities=["pen"], seed=2)

@@ -1,6 +1,6 @@
 """One error policy everywhere: every retried eraflow task retries only transient failures.
 
-The classes (eraflow.retry): a lost or refused connection, a lock timeout, a worker lost
+The classes (eraflow.common.retry): a lost or refused connection, a lock timeout, a worker lost
 mid-run are retried; bad input, a child run that failed on its own, a bug are not. Each class
 runs through a real Prefect task with the policy, on the session's Prefect test server.
 """
@@ -18,7 +18,7 @@ from prefect import Task, flow, task
 
 import flows
 import tasks
-from eraflow.errors import ConfigError, DataError
+from eraflow.common.errors import ConfigError, DataError
 from tasks._common import retry_transient
 from tasks.children import ChildRunFailed, LostWorker
 from tests.pg import fresh_database

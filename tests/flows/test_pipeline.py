@@ -11,15 +11,15 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
 
-from eraflow.aggregate import aggregate
 from eraflow.catalogue import load_catalogue
 from eraflow.config import SimulatorSettings
-from eraflow.gapfill import gap_fill
-from eraflow.scope import read_feature_matrix
-from eraflow.simulate import simulate
+from eraflow.runs.scope import read_feature_matrix
+from eraflow.runs.summary import RunSummary
+from eraflow.stages.aggregate import aggregate
+from eraflow.stages.gapfill import gap_fill
+from eraflow.stages.simulate import simulate
 from eraflow.store import ParquetStore
 from eraflow.store.grid import read_entity_grid
-from eraflow.summary import RunSummary
 from flows.cli import main
 from flows.pipeline import feature_pipeline
 

@@ -10,9 +10,9 @@ import psycopg
 import pytest
 
 from blocks.postgres import PostgresConnection, PostgresStoreBlock
-from eraflow.ingest import load_mapping, read_mapping
-from eraflow.load_source import load_frame
-from eraflow.scope import read_feature_matrix
+from eraflow.runs.load_source import load_frame
+from eraflow.runs.scope import read_feature_matrix
+from eraflow.stages.ingest import load_mapping, read_mapping
 from eraflow.store import Key, ParquetStore, PostgresStore
 from flows.pipeline import feature_pipeline
 from tests.pg import fresh_database

@@ -13,8 +13,8 @@ import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterType
 
+from eraflow.common.progress import Step, listening
 from eraflow.config import SimulatorSettings
-from eraflow.progress import Step, listening
 from flows.pipeline import feature_pipeline
 from tests.conftest import REPO
 

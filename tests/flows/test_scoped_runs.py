@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from eraflow.config import SimulatorSettings
-from eraflow.summary import RunSummary
+from eraflow.runs.summary import RunSummary
 from flows.backfill import backfill
 from flows.pipeline import feature_pipeline
 

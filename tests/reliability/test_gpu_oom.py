@@ -22,8 +22,8 @@ def test_gpu_out_of_memory_recomputes_the_batch_on_cpu(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import tasks.features as stage
-    from eraflow.batches import EraBatch
     from eraflow.config import PipelineConfig
+    from eraflow.stages.batches import EraBatch
 
     class OutOfMemoryError(Exception):
         pass

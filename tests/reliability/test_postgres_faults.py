@@ -18,8 +18,8 @@ import psycopg
 import pytest
 from psycopg import sql
 
-from eraflow.pg import PostgresConnectionError
-from eraflow.retry import is_transient
+from eraflow.common.pg import PostgresConnectionError
+from eraflow.common.retry import is_transient
 from eraflow.store import Key
 from eraflow.store.postgres import PostgresStore
 from tests.pg import fresh_database

@@ -26,8 +26,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from eraflow.errors import DataError
-from eraflow.scope import SelectionSettings, read_feature_matrix, select_scope
+from eraflow.common.errors import DataError
+from eraflow.runs.scope import SelectionSettings, read_feature_matrix, select_scope
 from eraflow.store import CorruptPartitionError, Key, ParquetStore, Range, ResultStore
 from eraflow.store.crash import ENV
 from eraflow.store.grid import read_entity_grid, write_grid
@@ -86,7 +86,7 @@ CHILD = textwrap.dedent(
     """
     import sys
     import pandas as pd
-    from eraflow.scope import SelectionSettings, select_scope
+    from eraflow.runs.scope import SelectionSettings, select_scope
     kind, where, schema = sys.argv[1:4]
     if kind == "parquet":
         from eraflow.store import ParquetStore

@@ -1,0 +1,285 @@
+"""Segment costs for changepoint search, apart from the search itself (ruptures' model).
+
+Each cost class is registered by its ``model`` key and found with :func:`cost_factory`. A fitted
+cost holds cumulative sums of the (centred) signal, so that the cost of any segment
+``signal[start:end]`` is O(1) in the number of rows (O(d^3) in the number of signals for the
+multivariate normal cost). The definitions replicate ruptures 1.1 exactly:
+
+- ``"l2"`` (``CostL2``): ``sum_d sum_{i in seg} (x_id - mean_d)^2``, i.e. ``var(axis=0).sum() * m``
+  with ``ddof=0``; ``min_size = 1``.
+- ``"normal"`` (``CostNormal``): ``m * log(var + eps)`` for one signal (``ddof=0``) and
+  ``m * logdet(cov + eps * I)`` for several (``np.cov``, i.e. ``ddof=1``), with ``eps = 1e-6``
+  (ruptures' ``add_small_diag``, PR#198); ``min_size = 2``.
+
+The signal is centred on its column means before the cumulative sums are taken: variance and
+covariance are shift invariant, and centring keeps the sums small (less cancellation).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any, ClassVar, Self
+
+import numba
+import numpy as np
+from numpy.typing import NDArray
+
+from eraflow.stages.eras.exceptions import SignalDataError
+
+__all__ = ["BaseCost", "CostL2", "CostNormal", "cost_factory", "segment_cost"]
+
+#: Integer codes of the numba cost kernels, by model key.
+L2_CODE = 0
+NORMAL_CODE = 1
+
+
+@numba.njit(cache=True, inline="always")
+def _logdet_spd(a: NDArray[np.float64]) -> float:  # pragma: no cover - numba
+    """Log-determinant by LU with partial pivoting (as ``numpy.linalg.slogdet``), in place."""
+    d = a.shape[0]
+    logdet = 0.0
+    for k in range(d):
+        p = k
+        best = abs(a[k, k])
+        for i in range(k + 1, d):
+            if abs(a[i, k]) > best:
+                best = abs(a[i, k])
+                p = i
+        if p != k:
+            for j in range(d):
+                tmp = a[k, j]
+                a[k, j] = a[p, j]
+                a[p, j] = tmp
+        piv = a[k, k]
+        if piv == 0.0:
+            return -np.inf
+        logdet += np.log(abs(piv))
+        for i in range(k + 1, d):
+            f = a[i, k] / piv
+            if f != 0.0:
+                for j in range(k + 1, d):
+                    a[i, j] -= f * a[k, j]
+    return logdet
+
+
+#: Segments of at most this many rows are costed by a direct two-pass sum over the rows:
+#: for short segments the covariance is near-singular, so ``log(det(cov + eps))`` amplifies the
+#: cancellation error of cumulative sums (ruptures computes two-pass too).
+DIRECT_ROWS = 32
+
+
+@numba.njit(cache=True)
+def _direct_cov(
+    x: NDArray[np.float64], start: int, end: int, ddof: int, work: NDArray[np.float64]
+) -> None:  # pragma: no cover - numba
+    d = x.shape[1]
+    m = end - start
+    for i in range(d):
+        mu = 0.0
+        for r in range(start, end):
+            mu += x[r, i]
+        work[i, i] = mu / m  # hold the means on the diagonal while computing off-diagonals
+    means = np.empty(d)
+    for i in range(d):
+        means[i] = work[i, i]
+    for i in range(d):
+        for j in range(i, d):
+            acc = 0.0
+            for r in range(start, end):
+                acc += (x[r, i] - means[i]) * (x[r, j] - means[j])
+            work[i, j] = acc / (m - ddof)
+            work[j, i] = work[i, j]
+
+
+@numba.njit(cache=True)
+def segment_cost(
+    code: int,
+    x: NDArray[np.float64],
+    s1: NDArray[np.float64],
+    s2: NDArray[np.float64],
+    eps: float,
+    start: int,
+    end: int,
+    work: NDArray[np.float64],
+) -> float:  # pragma: no cover - numba
+    """Cost of ``signal[start:end]`` from cumulative sums.
+
+    Parameters
+    ----------
+    code : int
+        ``L2_CODE`` or ``NORMAL_CODE``.
+    x : ndarray, shape (n, d)
+        The centred signal (used directly for segments of at most ``DIRECT_ROWS`` rows).
+    s1 : ndarray, shape (n + 1, d)
+        Cumulative sums of the centred signal, ``s1[0] = 0``.
+    s2 : ndarray, shape (n + 1, d, d)
+        Cumulative sums of the outer products ``x_i x_i^T`` (only the diagonal is used by l2).
+    eps : float
+        Diagonal added to the covariance by the normal cost.
+    start, end : int
+        Half-open row range, ``end - start >= 1`` (``>= 2`` for the normal cost).
+    work : ndarray, shape (d, d)
+        Scratch space for the covariance matrix.
+
+    Returns
+    -------
+    float
+        The segment cost.
+    """
+    d = s1.shape[1]
+    m = end - start
+    if m <= DIRECT_ROWS:
+        ddof = 1 if (code == NORMAL_CODE and d > 1) else 0
+        _direct_cov(x, start, end, ddof, work)
+        if code == L2_CODE:
+            total = 0.0
+            for k in range(d):
+                total += work[k, k]
+            return total * m
+        if d == 1:
+            return np.log(work[0, 0] + eps) * m
+        for i in range(d):
+            work[i, i] += eps
+        return _logdet_spd(work) * m
+    if code == L2_CODE:
+        total = 0.0
+        for k in range(d):
+            a = s1[end, k] - s1[start, k]
+            v = (s2[end, k, k] - s2[start, k, k]) - a * a / m
+            if v > 0.0:
+                total += v
+        return total
+    if d == 1:
+        a = s1[end, 0] - s1[start, 0]
+        var = ((s2[end, 0, 0] - s2[start, 0, 0]) - a * a / m) / m
+        if var < 0.0:
+            var = 0.0
+        return np.log(var + eps) * m
+    for i in range(d):
+        ai = s1[end, i] - s1[start, i]
+        for j in range(i, d):
+            aj = s1[end, j] - s1[start, j]
+            c = ((s2[end, i, j] - s2[start, i, j]) - ai * aj / m) / (m - 1)
+            work[i, j] = c
+            work[j, i] = c
+        if work[i, i] < 0.0:
+            work[i, i] = 0.0
+        work[i, i] += eps
+    return _logdet_spd(work) * m
+
+
+class BaseCost(ABC):
+    """A segment cost: ``fit(signal)`` once, then ``error(start, end)`` per segment.
+
+    Subclasses set ``model`` (the registry key), ``min_size`` (the fewest rows a segment may
+    have) and ``code`` (the numba kernel), and say how many free parameters a segment of ``d``
+    signals has (for BIC penalties).
+    """
+
+    model: ClassVar[str]
+    min_size: ClassVar[int]
+    code: ClassVar[int]
+
+    def __init__(self) -> None:
+        self.x: NDArray[np.float64] = np.zeros((1, 1))
+        self.s1: NDArray[np.float64] = np.zeros((1, 1))
+        self.s2: NDArray[np.float64] = np.zeros((1, 1, 1))
+        self.eps = 0.0
+        self.n_samples = 0
+        self.n_dims = 0
+
+    def fit(self, signal: NDArray[np.floating[Any]]) -> Self:
+        """Take cumulative sums of a finite signal of shape (n,) or (n, d); return self."""
+        x = np.asarray(signal, dtype=np.float64)
+        if x.ndim == 1:
+            x = x.reshape(-1, 1)
+        if x.ndim != 2 or x.shape[0] == 0:
+            raise SignalDataError(
+                f"signal must have shape (n,) or (n, d) with n > 0, got {x.shape}"
+            )
+        if not np.all(np.isfinite(x)):
+            raise SignalDataError("signal contains NaN or inf: fill or drop missing rows first")
+        x = x - x.mean(axis=0)
+        n, d = x.shape
+        self.x = np.ascontiguousarray(x)
+        self.s1 = np.zeros((n + 1, d))
+        np.cumsum(x, axis=0, out=self.s1[1:])
+        self.s2 = np.zeros((n + 1, d, d))
+        np.cumsum(x[:, :, None] * x[:, None, :], axis=0, out=self.s2[1:])
+        self.n_samples, self.n_dims = n, d
+        return self
+
+    def error(self, start: int, end: int) -> float:
+        """Return the cost of the half-open segment ``[start, end)`` of the fitted signal."""
+        if end - start < self.min_size:
+            raise SignalDataError(
+                f"segment [{start}, {end}) has fewer than {self.min_size} rows ({self.model})"
+            )
+        work = np.empty((self.n_dims, self.n_dims))
+        return float(segment_cost(self.code, self.x, self.s1, self.s2, self.eps, start, end, work))
+
+    def sum_of_costs(self, bkps: list[int]) -> float:
+        """Return the total cost of a segmentation given as ruptures-style breakpoints."""
+        starts = [0, *bkps[:-1]]
+        return float(sum(self.error(s, e) for s, e in zip(starts, bkps, strict=True)))
+
+    @staticmethod
+    @abstractmethod
+    def n_params(n_dims: int) -> int:
+        """Return the number of free parameters of one segment of ``n_dims`` signals."""
+
+
+class CostL2(BaseCost):
+    """Least squared deviation from the segment mean: detects changes in the mean."""
+
+    model = "l2"
+    min_size = 1
+    code = L2_CODE
+
+    @staticmethod
+    def n_params(n_dims: int) -> int:
+        """Return ``d``: one mean per signal."""
+        return n_dims
+
+
+class CostNormal(BaseCost):
+    """Gaussian negative log-likelihood (up to constants): changes in mean and (co)variance.
+
+    Parameters
+    ----------
+    add_small_diag : bool
+        Add ``eps`` to the covariance diagonal, as ruptures does since 1.1.5, so that truly
+        constant segments have a finite cost.
+    eps : float
+        The diagonal added; ruptures uses 1e-6 (in the units of the signal squared).
+    """
+
+    model = "normal"
+    min_size = 2
+    code = NORMAL_CODE
+
+    def __init__(self, *, add_small_diag: bool = True, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.eps = eps if add_small_diag else 0.0
+
+    @staticmethod
+    def n_params(n_dims: int) -> int:
+        """Return ``d + d (d + 1) / 2``: the mean vector and the covariance matrix."""
+        return n_dims + n_dims * (n_dims + 1) // 2
+
+
+def cost_factory(model: str, **params: Any) -> BaseCost:
+    """Return an unfitted cost instance for a model key (``"l2"``, ``"normal"``).
+
+    Raises
+    ------
+    eraflow.common.errors.ConfigError
+        When no cost class has that key.
+    """
+    from eraflow.common.errors import ConfigError
+
+    for cls in BaseCost.__subclasses__():
+        if cls.model == model:
+            return cls(**params)
+    known = sorted(c.model for c in BaseCost.__subclasses__())
+    raise ConfigError(f"unknown cost model {model!r}; choose one of {known}")
