@@ -127,8 +127,17 @@ def stores(*entities: str) -> Check:
 def wrote(name: str, rows_at_least: int = 1) -> Check:
     def check(done: Done) -> None:
         path = done.folder / name
-        frame = pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
+        key = ["entity", "level", "era_id", "start", "end"]
+        frame = (
+            pd.read_csv(path, index_col=list(range(len(key))))
+            if path.suffix == ".csv"
+            else pd.read_parquet(path)
+        )
         assert len(frame) >= rows_at_least, f"{name}: {len(frame)} rows"
+        # ready for a model: the era key and times in the index, numbers without gaps
+        assert list(frame.index.names) == key, frame.index.names
+        assert (frame.dtypes == "float64").all() and frame.notna().all().all()
+        assert f"wrote {len(frame)} eras x {frame.shape[1]} features" in done.out
 
     return check
 

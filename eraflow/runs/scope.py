@@ -22,6 +22,7 @@ import pyarrow.compute as pc
 
 from eraflow.common.errors import DataError, StoreError
 from eraflow.stages.features.arrays import Device
+from eraflow.stages.matrix import DEFAULT_MISSING, MissingValues, handle_missing
 from eraflow.stages.selection import Aggregation, align_target_to_eras, select
 from eraflow.store.base import Key, Range, ResultStore
 from eraflow.store.grid import read_entity_grid
@@ -257,13 +258,37 @@ def select_scope(
 
 
 def read_feature_matrix(
+    store: ResultStore,
+    scope: str,
+    level: str,
+    entity: str | None = None,
+    *,
+    missing: MissingValues = DEFAULT_MISSING,
+) -> pd.DataFrame:
+    """The stored matrix of a scope and level, ready for a model, from either store.
+
+    A float64 frame: index ``(entity, level, era_id)``, one column per kept feature
+    ``<sensor>__<feature>`` in selection order, missing values handled by ``missing``
+    (default: features missing on more than half of the eras dropped, other gaps filled with
+    the feature's median; ``MissingValues("keep")`` returns the values as stored). The era
+    times are not among the values: :func:`read_era_times` gives them, on the same index.
+    """
+    _, wide = _stored_matrix(store, scope, level, entity)
+    return handle_missing(wide, missing)
+
+
+def read_era_times(
     store: ResultStore, scope: str, level: str, entity: str | None = None
 ) -> pd.DataFrame:
-    """The stored matrix of a scope and level as a wide frame, from either store.
+    """``start`` and ``end`` (UTC) of the matrix's eras, on :func:`read_feature_matrix`'s index."""
+    times, _ = _stored_matrix(store, scope, level, entity)
+    return times
 
-    Index ``(entity, level, era_id)``; columns ``start``, ``end``, then the kept features
-    ``<sensor>__<feature>`` in selection order.
-    """
+
+def _stored_matrix(
+    store: ResultStore, scope: str, level: str, entity: str | None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The era times and the wide matrix as stored (selection and matrix read as one)."""
     where: dict[str, object] = {"level": level}
     if entity is not None:
         where["entity"] = entity
@@ -284,12 +309,17 @@ def read_feature_matrix(
             f"step ({len(kept)} kept features, {sorted(widths)} values per era): re-run "
             f"the run that selects for scope {scope!r} (its entities and range) to rewrite both"
         )
+    rows = rows.sort_values(["entity", "era_id"], kind="stable")
     values = np.vstack(rows["values"].to_numpy()) if len(kept) else np.zeros((len(rows), 0))
     index = pd.MultiIndex.from_frame(
         rows[MATRIX_KEY].astype({"entity": str, "level": str, "era_id": "int64"})
     )
-    wide = pd.DataFrame(values, index=index, columns=kept["feature"].astype(str).tolist())
-    return pd.concat([rows[["start", "end"]].set_index(index), wide], axis=1)
+    wide = pd.DataFrame(
+        values.astype(np.float64, copy=False),
+        index=index,
+        columns=kept["feature"].astype(str).tolist(),
+    )
+    return rows[["start", "end"]].set_index(index), wide
 
 
 def entities_with_data(

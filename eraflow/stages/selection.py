@@ -26,8 +26,17 @@ Rules
    FDR control (``calculate_relevance_table``, what ``select_features`` uses) on the features
    that survived 1-3. Eras without a target value are left out; remaining non-finite feature
    values are imputed with tsfresh's ``impute`` (median for NaN, column max/min for +/-inf).
-   Too few eras (``min_eras``) raises :class:`~eraflow.common.errors.DataError` instead of
-   returning a selection that no test could support.
+   With too few eras for any feature to pass (``min_eras``, by default derived from the
+   feature count and the FDR level: :func:`relevance_min_eras`), every feature is kept with
+   the reason ``"too few eras (n=..) for the relevance tests"``.
+
+Evidence: every row of the selection says on how many eras its decision rests (``eras``):
+the matrix's eras for the missing rule, the feature's finite eras for the constant rule and
+when kept, the pair's shared eras when dropped as correlated, the eras with a target for the
+relevance tests. The correlation filter runs only with enough eras
+(:func:`correlation_min_eras`: on 2 eras every pair has ``|r| = 1``, on 8 eras with 14,000
+features some ``|r| > 0.95`` is certain by chance); below, the survivors are kept with the
+reason ``"too few eras (n=..) for the correlation filter"``.
 
 The target is aligned to eras **by time**, never by row order: :func:`align_target_to_eras`
 aggregates the target samples inside each era's ``[start, end)`` (``mean``, ``sum``, ``min``,
@@ -50,7 +59,7 @@ from eraflow.stages.features import arrays as ar
 Aggregation = Literal["mean", "sum", "min", "max", "median"]
 MLTask = Literal["auto", "regression", "classification"]
 AGGREGATIONS: tuple[str, ...] = ("mean", "sum", "min", "max", "median")
-SELECTION_COLUMNS = ("feature", "kept", "reason")
+SELECTION_COLUMNS = ("feature", "kept", "reason", "eras")
 ERA_KEY = ("entity", "level", "era_id")
 Progress = Callable[[int, int, str], None]
 """``progress(done, total, label)``: called as correlation blocks finish."""
@@ -65,7 +74,9 @@ class SelectionResult:
     selection
         One row per input feature, in the input's column order: ``feature`` (wide name),
         ``kept`` (bool), ``reason`` (why it was dropped; ``""`` when kept by the unsupervised
-        filters, ``"relevant (p=..)"`` when kept by the relevance tests).
+        filters, ``"relevant (p=..)"`` when kept by the relevance tests, ``"too few eras
+        (n=..) .."`` when a filter could not decide), ``eras`` (how many eras the deciding
+        rule's evidence rests on).
     matrix
         The input matrix restricted to the kept features (rows and values unchanged).
     """
@@ -85,7 +96,10 @@ class SelectionResult:
 
 
 def _selection_frame(
-    features: Sequence[str], reasons: dict[str, str], kept_reason: dict[str, str] | None = None
+    features: Sequence[str],
+    reasons: dict[str, str],
+    kept_reason: dict[str, str] | None = None,
+    eras: dict[str, int] | None = None,
 ) -> pd.DataFrame:
     kept_reason = kept_reason or {}
     return pd.DataFrame(
@@ -95,6 +109,7 @@ def _selection_frame(
             "reason": pd.Series(
                 [reasons.get(f, kept_reason.get(f, "")) for f in features], dtype=str
             ),
+            "eras": pd.Series([(eras or {}).get(f, 0) for f in features], dtype="int64"),
         }
     )
 
@@ -312,8 +327,10 @@ def _greedy_correlation(
     block_size: int,
     kept_chunk: int = 2048,
     progress: Progress | None = None,
-) -> dict[str, str]:
+) -> tuple[dict[str, str], dict[str, str]]:
     """Rule 3 over the columns of ``z`` (already in priority order): reasons for the dropped.
+
+    Returns the reasons and, per dropped feature, the kept partner that dropped it.
 
     Overwrites ``z`` and ``m``: kept columns are moved to the front as they are found, so the
     kept set is one slice, never a fancy-indexed copy; a block's correlations with it are
@@ -328,6 +345,7 @@ def _greedy_correlation(
     origin = np.arange(z.shape[1])  # the column of ``names`` at each position
     kept = 0
     reasons: dict[str, str] = {}
+    partners: dict[str, str] = {}
     p = z.shape[1]
     for b0 in range(0, p, block_size):
         b1 = min(b0 + block_size, p)
@@ -356,6 +374,7 @@ def _greedy_correlation(
                 else:
                     partner, value = origin[b0 + kept_in_block[in_at]], in_r[in_at]
                 reasons[names[origin[b0 + i]]] = f"correlated with {names[partner]} (r={value:.3f})"
+                partners[names[origin[b0 + i]]] = names[partner]
             else:
                 kept_in_block.append(i)
         if kept_in_block:  # compact: the block's kept columns follow the earlier kept ones
@@ -367,7 +386,55 @@ def _greedy_correlation(
             kept += len(src)
         if progress is not None:
             progress(b1, p, f"{kept} kept")
-    return reasons
+    return reasons, partners
+
+
+def correlation_min_eras(features: int, threshold: float, significance: float) -> int:
+    """Fewest eras on which ``|r| > threshold`` between any two of ``features`` is not chance.
+
+    Under independence, ``r`` on ``n`` eras gives ``t = r sqrt((n-2) / (1-r^2))`` with ``n-2``
+    degrees of freedom; the filter is trusted from the smallest ``n`` at which the chance of
+    any of the ``features (features-1) / 2`` pairs exceeding the threshold, bounded by
+    Bonferroni, is at most ``significance``. E.g. 0.95 and 0.05: 6 eras for 4 features, 19
+    for 14,000. Below it, with 2 eras every pair has ``|r| = 1`` and the filter is a lottery.
+    """
+    from scipy.stats import t as student_t
+
+    pairs = max(features * (features - 1) / 2, 1.0)
+    if threshold >= 1.0:
+        return 3
+    n = 3
+    while n < 100_000:
+        stat = threshold * np.sqrt((n - 2) / (1.0 - threshold**2))
+        if pairs * 2.0 * float(student_t.sf(stat, n - 2)) <= significance:
+            return n
+        n += 1
+    return n
+
+
+def relevance_min_eras(features: int, fdr_level: float, floor: int = 10) -> int:
+    """Fewest eras on which tsfresh's tests could find any of ``features`` relevant.
+
+    Benjamini-Hochberg keeps a feature only when its p-value is at most
+    ``fdr_level / features`` at the strictest rank; the smallest p-value Kendall's tau (the
+    test of a real feature against a real target) reaches on ``n`` eras is that of a perfect
+    association, ``z = 3 sqrt(n (n-1)) / sqrt(2 (2n+5))``. The minimum is the first ``n``
+    whose perfect association passes, and never fewer than ``floor``.
+    """
+    from scipy.stats import norm
+
+    limit = fdr_level / max(features, 1)
+    n = 3
+    while n < 100_000:
+        z = 3.0 * np.sqrt(n * (n - 1)) / np.sqrt(2.0 * (2 * n + 5))
+        if 2.0 * float(norm.sf(z)) <= limit:
+            break
+        n += 1
+    return max(n, floor)
+
+
+def _too_few(n: int, needed: int, which: str) -> str:
+    return f"too few eras (n={n}) for the {which} (needs {needed})"
 
 
 def select_features_unsupervised(
@@ -377,6 +444,8 @@ def select_features_unsupervised(
     correlation_threshold: float = 0.95,
     max_nan_fraction: float = 0.5,
     min_overlap: int = 3,
+    min_eras: int | None = None,
+    significance: float = 0.05,
     device: ar.Device = "cpu",
     block_size: int = 1024,
     progress: Progress | None = None,
@@ -395,6 +464,12 @@ def select_features_unsupervised(
         Drop when more than this fraction of the eras has no finite value.
     min_overlap
         Fewest shared finite eras for a pair's ``r`` to count.
+    min_eras
+        Fewest eras for the correlation filter to run; below, the survivors of rules 1-2 are
+        kept with the reason "too few eras (n=..)". None: :func:`correlation_min_eras` of
+        the survivors' count, the threshold and ``significance``.
+    significance
+        Chance of a spurious drop the default ``min_eras`` allows.
     device
         Array module for the correlations: ``"cpu"`` (NumPy), ``"gpu"`` or ``"auto"`` (CuPy).
     block_size
@@ -418,12 +493,25 @@ def select_features_unsupervised(
     reasons, count = _filter_reasons(
         x, names, max_nan_fraction=max_nan_fraction, variance_threshold=variance_threshold
     )
+    rows = x.shape[0]
+    evidence = {
+        name: rows if reasons.get(name, "").startswith(("all NaN", "too many NaN")) else int(c)
+        for name, c in zip(names, count, strict=True)
+    }
     survivors = [j for j, n in enumerate(names) if n not in reasons]
     survivors.sort(key=lambda j: (-int(count[j]), names[j]))
-    if len(survivors) > 1 and correlation_threshold < 1.0:
+    needed = (
+        min_eras
+        if min_eras is not None
+        else correlation_min_eras(len(survivors), correlation_threshold, significance)
+    )
+    undecided: dict[str, str] = {}
+    if len(survivors) > 1 and correlation_threshold < 1.0 and rows < needed:
+        undecided = {names[j]: _too_few(rows, needed, "correlation filter") for j in survivors}
+    elif len(survivors) > 1 and correlation_threshold < 1.0:
         # one column-major copy of the survivors, standardised in place
         z, m = _standardise(np.take(x.T, survivors, axis=0).T, overwrite=True)
-        reasons |= _greedy_correlation(
+        dropped, partners = _greedy_correlation(
             z,
             m,
             [names[j] for j in survivors],
@@ -434,7 +522,12 @@ def select_features_unsupervised(
             progress=progress,
         )
         del z, m
-    selection = _selection_frame(names, reasons)
+        reasons |= dropped
+        column = {name: j for j, name in enumerate(names)}
+        for name, partner in partners.items():  # the eras both of the pair have a value on
+            both = ~np.isnan(x[:, column[name]]) & ~np.isnan(x[:, column[partner]])
+            evidence[name] = int(both.sum())
+    selection = _selection_frame(names, reasons, undecided, evidence)
     kept = [n for n in names if n not in reasons]
     return SelectionResult(selection=selection, matrix=matrix[kept])
 
@@ -590,7 +683,7 @@ def select_relevant(
     *,
     fdr_level: float = 0.05,
     ml_task: MLTask = "auto",
-    min_eras: int = 10,
+    min_eras: int | None = None,
     hypotheses_independent: bool = False,
 ) -> SelectionResult:
     """Keep the features tsfresh's relevance tests find related to the target (rule 4).
@@ -607,15 +700,16 @@ def select_relevant(
     ml_task
         ``"auto"``, ``"regression"`` or ``"classification"`` (tsfresh's choice of tests).
     min_eras
-        Fewest eras with a target value to run the tests at all.
+        Fewest eras with a target value to run the tests; below, every feature is kept with
+        the reason "too few eras (n=..)". None: :func:`relevance_min_eras` of the feature
+        count and ``fdr_level``.
     hypotheses_independent
         tsfresh's switch between Benjamini-Hochberg (True) and Benjamini-Yekutieli (False).
 
     Raises
     ------
     DataError
-        When the target shares no era with the matrix, has fewer than ``min_eras`` eras, or is
-        constant.
+        When the target shares no era with the matrix, or is constant.
     """
     if ml_task not in ("auto", "regression", "classification"):
         raise ConfigError(
@@ -638,11 +732,6 @@ def select_relevant(
             "the target has a value for none of the matrix's eras; check that the "
             "eras and the target cover the same range"
         )
-    if n < min_eras:
-        raise DataError(
-            f"only {n} eras have a target value; relevance tests need at least {min_eras} "
-            "(min_eras): use a longer range or a finer era level, or select without a target"
-        )
     yv = y[has_y]
     if yv.nunique() < 2:
         raise DataError(
@@ -652,6 +741,13 @@ def select_relevant(
     names = list(matrix.columns)
     if not names:
         return SelectionResult(selection=_selection_frame([], {}), matrix=matrix)
+    evidence = dict.fromkeys(names, n)
+    needed = min_eras if min_eras is not None else relevance_min_eras(len(names), fdr_level)
+    if n < needed:
+        undecided = {name: _too_few(n, needed, "relevance tests") for name in names}
+        return SelectionResult(
+            selection=_selection_frame(names, {}, undecided, evidence), matrix=matrix
+        )
     x = matrix.loc[has_y].reset_index(drop=True)
     x = x.replace([np.inf, -np.inf], np.nan).astype(np.float64)
     table = _relevance_table(
@@ -672,7 +768,7 @@ def select_relevant(
             reasons[name] = f"not relevant (p={row['p']:.2g}, fdr {fdr_level:g})"
     kept = [n for n in names if n not in reasons]
     return SelectionResult(
-        selection=_selection_frame(names, reasons, kept_reason), matrix=matrix[kept]
+        selection=_selection_frame(names, reasons, kept_reason, evidence), matrix=matrix[kept]
     )
 
 
@@ -690,7 +786,7 @@ def select(
     max_nan_fraction: float = 0.5,
     fdr_level: float = 0.05,
     ml_task: MLTask = "auto",
-    min_eras: int = 10,
+    min_eras: int | None = None,
     device: ar.Device = "cpu",
     target_per_era: pd.Series | None = None,
     progress: Progress | None = None,
@@ -710,7 +806,8 @@ def select(
     variance_threshold, correlation_threshold, max_nan_fraction, device
         See :func:`select_features_unsupervised`.
     fdr_level, ml_task, min_eras
-        See :func:`select_relevant`.
+        See :func:`select_relevant`; ``fdr_level`` is also the correlation filter's
+        ``significance``, and ``min_eras`` (when given) both filters' minimum.
     target_per_era
         A target already aligned to the eras (index ``(entity, level, era_id)``), instead of
         ``target``: e.g. one series per compartment, each aligned to its own eras.
@@ -727,6 +824,8 @@ def select(
         variance_threshold=variance_threshold,
         correlation_threshold=correlation_threshold,
         max_nan_fraction=max_nan_fraction,
+        min_eras=min_eras,
+        significance=fdr_level,
         device=device,
         progress=progress,
     )
@@ -745,5 +844,6 @@ def select(
     upd = second.selection.set_index("feature")
     merged.loc[upd.index, "kept"] = upd["kept"].to_numpy()
     merged.loc[upd.index, "reason"] = upd["reason"].to_numpy()
-    selection = merged.reset_index().astype({"kept": bool, "reason": str})
+    merged.loc[upd.index, "eras"] = upd["eras"].to_numpy()
+    selection = merged.reset_index().astype({"kept": bool, "reason": str, "eras": "int64"})
     return SelectionResult(selection=selection, matrix=second.matrix)

@@ -176,6 +176,11 @@ MIGRATIONS: tuple[Migration, ...] = (
                 PRIMARY KEY (entity, level))""",
         ),
     ),
+    Migration(
+        5,
+        "selection evidence: the number of eras each decision rests on",
+        ("ALTER TABLE {schema}.selection ADD COLUMN IF NOT EXISTS eras bigint",),
+    ),
 )
 LATEST_VERSION = MIGRATIONS[-1].version
 

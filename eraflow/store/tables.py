@@ -208,6 +208,7 @@ SELECTION = Table(
         ("feature", "text"),
         ("kept", "bool"),
         ("reason", "text"),
+        ("eras", "int"),
         ("position", "int"),
         ("run_id", "text"),
     ),
@@ -215,7 +216,8 @@ SELECTION = Table(
     key=("scope", "level", "feature"),
     partition="level",
 )
-"""Selection per scope and level; ``position`` is the kept feature's matrix column (else -1)."""
+"""Selection per scope and level; ``eras``: how many eras the decision rests on; ``position``
+is the kept feature's matrix column (else -1)."""
 
 FEATURE_MATRIX = Table(
     "feature_matrix",

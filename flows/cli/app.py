@@ -25,6 +25,7 @@ from eraflow.config import DEFAULT_STORE, BackfillSettings, PipelineConfig, Pipe
 from eraflow.runs.load_source import LoadSettings, load
 from eraflow.runs.preflight import check_config
 from eraflow.runs.summary import RunSummary, load_summary, summary_folder
+from eraflow.stages.matrix import DEFAULT_MISSING, MissingPolicy, MissingValues
 from flows.cli.progress_bar import stage_bars
 
 if TYPE_CHECKING:
@@ -174,10 +175,17 @@ def matrix(
     level: Literal["A", "B", "C"],
     out: Path,
     entity: str | None = None,
+    missing: MissingPolicy = DEFAULT_MISSING.policy,
+    max_missing: float | None = DEFAULT_MISSING.max_missing,
+    mask: bool = DEFAULT_MISSING.mask,
     store: Path = DEFAULT_STORE,
     store_block: str | None = None,
 ) -> int:
     """Export one level's feature matrix of a scope (one row per era) to Parquet or CSV.
+
+    The file's index is (entity, level, era_id, start, end); its columns are the kept
+    features, numeric, with missing values handled as ``--missing`` says, so it goes into a
+    model as it is.
 
     Parameters
     ----------
@@ -189,17 +197,27 @@ def matrix(
         File to write: .parquet or .csv.
     entity
         Only this entity's eras.
+    missing
+        Missing values: keep (as stored), drop (features with gaps), median or neighbours
+        (features missing on too many eras dropped, other gaps imputed).
+    max_missing
+        Largest share of eras a kept feature may miss (default: 0 for drop, 0.5 to impute).
+    mask
+        Add a '<feature>__missing' column (1 where imputed) per imputed feature.
     store
         The Parquet store folder.
     store_block
         A saved store block 'slug/name' instead of the folder.
     """
+    policy = MissingValues(missing, max_missing, mask)
     if out.suffix not in (".parquet", ".csv"):
         raise ConfigError(f"--out {out}: write a .parquet or a .csv file")
     folder = next((p for p in out.parents if p.exists()), Path("."))
     if not folder.is_dir():
         raise ConfigError(f"--out {out}: {folder} is a file, not a folder; write elsewhere")
-    from eraflow.runs.scope import read_feature_matrix
+    import pandas as pd
+
+    from eraflow.runs.scope import read_era_times, read_feature_matrix
 
     config = PipelineConfig.build(store=store, store_block=store_block)
     _preflight_blocks(config)
@@ -208,13 +226,15 @@ def matrix(
         from tasks.resources import store_session
 
         with store_session(config.store) as opened:
-            frame = read_feature_matrix(opened, scope, level, entity=entity)
+            values = read_feature_matrix(opened, scope, level, entity=entity, missing=policy)
+            times = read_era_times(opened, scope, level, entity=entity)
+    frame = values.set_index(pd.MultiIndex.from_frame(times.reset_index()))
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix == ".csv":
         frame.to_csv(out)
     else:
         frame.to_parquet(out)
-    print(f"wrote {len(frame)} eras x {frame.shape[1] - 2} features to {out}")
+    print(f"wrote {len(frame)} eras x {frame.shape[1]} features to {out} ({policy.describe()})")
     return 0
 
 

@@ -13,6 +13,7 @@ import pytest
 from eraflow.runs.scope import (
     SelectionSettings,
     entities_with_data,
+    read_era_times,
     read_feature_matrix,
     read_level_matrix,
     scope_name,
@@ -147,12 +148,11 @@ def test_one_scope_never_deletes_anothers_rows(store: ResultStore) -> None:
     assert reasons["x__mean"].startswith("correlated with x__double")
     assert selection.loc[selection["kept"], "feature"].tolist() == ["x__double", "y__noise"]
     wide = read_feature_matrix(store, "a+b", "C")
-    assert wide.shape == (24, 4) and wide.columns.tolist() == [
-        "start",
-        "end",
-        "x__double",
-        "y__noise",
-    ]
+    assert wide.shape == (24, 2) and wide.columns.tolist() == ["x__double", "y__noise"]
+    assert (wide.dtypes == "float64").all()  # the era times are apart, never among the values
+    times = read_era_times(store, "a+b", "C")
+    assert times.index.equals(wide.index) and times.columns.tolist() == ["start", "end"]
+    assert times["start"].tolist() == [T0 + i * DAY for i in range(12)] * 2
     assert len(read_feature_matrix(store, "a", "C")) == 12  # the other scope is intact
     features = store.read("features", Key("b"))
     b_double = features[features["feature"] == "double"].sort_values("era_id")["value"]

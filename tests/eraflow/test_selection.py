@@ -14,6 +14,7 @@ from eraflow.stages.selection import (
     _pairwise_r,
     _standardise,
     align_target_to_eras,
+    correlation_min_eras,
     select,
     select_features_unsupervised,
     select_relevant,
@@ -185,7 +186,7 @@ def test_greedy_correlation_equals_a_plain_greedy_over_pandas_r(
             kept.append(j)
     assert 15 < len(expected) < 50
     z, m = _standardise(x)
-    got = _greedy_correlation(
+    got, _ = _greedy_correlation(
         z,
         m,
         names,
@@ -337,8 +338,9 @@ def test_bad_input() -> None:
     with pytest.raises(ConfigError, match="how must be one of"):
         align_target_to_eras(target, eras, "mode")
     y = align_target_to_eras(target, eras)
-    with pytest.raises(DataError, match="only 8 eras have a target"):
-        select_relevant(matrix.iloc[:8], y)
+    few = select_relevant(matrix.iloc[:8], y).selection  # too few to test: kept, saying so
+    assert few["kept"].all() and (few["eras"] == 8).all()
+    assert set(few["reason"]) == {"too few eras (n=8) for the relevance tests (needs 10)"}
     with pytest.raises(DataError, match="constant"):
         select_relevant(matrix, y * 0.0 + 1.0)
     with pytest.raises(DataError, match="indexed by"):
@@ -375,10 +377,83 @@ def test_correlation_exactly_at_the_threshold_is_kept(n_half, flips, r, block_si
     # the r this code computes is exactly the representable value, not r +- 1 ulp
     z, m = _standardise(matrix.to_numpy())
     assert _pairwise_r(np, z, m, z, m, 3)[0, 1] == r
-    at = select_features_unsupervised(matrix, correlation_threshold=r, block_size=block_size)
+    # the threshold's semantics on few eras: the evidence minimum is lifted (tested below)
+    at = select_features_unsupervised(
+        matrix, correlation_threshold=r, block_size=block_size, min_eras=3
+    )
     assert at.kept == ["a__x", "b__y"]
     below = np.nextafter(r, 0.0)
-    res = select_features_unsupervised(matrix, correlation_threshold=below, block_size=block_size)
+    res = select_features_unsupervised(
+        matrix, correlation_threshold=below, block_size=block_size, min_eras=3
+    )
     assert res.kept == ["a__x"]
     sel = res.selection.set_index("feature")
     assert sel.at["b__y", "reason"] == f"correlated with a__x (r={r:.3f})"
+
+
+def _chance_of_any_pair(n: int, features: int, threshold: float) -> float:
+    """Bonferroni bound on a spurious |r| > threshold among the pairs, from r's null density.
+
+    Independent of the code: integrates the exact null density of r on n eras,
+    f(r) = (1 - r^2)^((n-4)/2) / B(1/2, (n-2)/2), over |r| > threshold.
+    """
+    from scipy.integrate import quad
+    from scipy.special import beta
+
+    density = lambda r: (1 - r * r) ** ((n - 4) / 2) / beta(0.5, (n - 2) / 2)  # noqa: E731
+    tail = 2 * quad(density, threshold, 1.0)[0]
+    return features * (features - 1) / 2 * tail
+
+
+@pytest.mark.parametrize("features", [3, 4, 100, 14_000])
+def test_correlation_minimum_is_the_first_n_where_chance_is_below_the_level(features) -> None:
+    needed = correlation_min_eras(features, 0.95, 0.05)
+    assert _chance_of_any_pair(needed, features, 0.95) <= 0.05
+    assert _chance_of_any_pair(needed - 1, features, 0.95) > 0.05
+
+
+def test_selection_rows_say_on_how_many_eras_each_decision_rests() -> None:
+    n = 30
+    rng = np.random.default_rng(5)
+    base = rng.normal(size=n)
+    holes = base.copy()
+    holes[:4] = np.nan  # 26 finite eras
+    matrix = pd.DataFrame(
+        {
+            "a__base": base,
+            "a__twin": np.where(np.arange(n) < 10, np.nan, 2 * base + 1),  # 20 finite, r = 1
+            "b__noise": rng.normal(size=n),
+            "c__const": np.full(n, 7.0),
+            "d__empty": np.where(np.arange(n) < 20, np.nan, 1.0 * np.arange(n)),  # 67 % NaN
+            "e__holes": np.where(np.isnan(holes), np.nan, rng.normal(size=n)),
+        },
+        index=era_index(n),
+    )
+    res = select_features_unsupervised(matrix)
+    sel = res.selection.set_index("feature")
+    # a__base has more finite eras, so it is kept first and drops its twin on their 20 shared
+    assert sel.at["a__twin", "reason"].startswith("correlated with a__base")
+    assert sel["eras"].to_dict() == {
+        "a__base": 30,  # kept: its finite eras
+        "a__twin": 20,  # dropped: the eras both of the pair have
+        "b__noise": 30,
+        "c__const": 30,  # constant on its 30 finite eras
+        "d__empty": 30,  # too many NaN: over all the eras
+        "e__holes": 26,
+    }
+
+
+def test_too_few_eras_keeps_the_survivors_and_says_so() -> None:
+    """On 4 eras with 3 features, |r| > 0.95 is a coin toss: the filter does not decide."""
+    rng = np.random.default_rng(2)
+    matrix = pd.DataFrame(
+        {"a__x": [1.0, 2.0, 3.0, 4.0], "b__y": [2.0, 4.1, 6.0, 8.2], "c__z": rng.normal(size=4)},
+        index=era_index(4),
+    )
+    needed = correlation_min_eras(3, 0.95, 0.05)
+    assert needed > 4
+    res = select_features_unsupervised(matrix)
+    assert res.kept == ["a__x", "b__y", "c__z"]  # b__y = 2 a__x +- noise survives, undecided
+    reasons = set(res.selection["reason"])
+    assert reasons == {f"too few eras (n=4) for the correlation filter (needs {needed})"}
+    assert (res.selection["eras"] == 4).all()

@@ -10,6 +10,8 @@ import pandas as pd
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+from sklearn.cluster import KMeans
+from sklearn.decomposition import PCA
 
 from eraflow.catalogue import load_catalogue
 from eraflow.config import SimulatorSettings
@@ -17,6 +19,7 @@ from eraflow.runs.scope import read_feature_matrix
 from eraflow.runs.summary import RunSummary
 from eraflow.stages.aggregate import aggregate
 from eraflow.stages.gapfill import gap_fill
+from eraflow.stages.matrix import MissingValues
 from eraflow.stages.simulate import simulate
 from eraflow.store import ParquetStore
 from eraflow.store.grid import read_entity_grid
@@ -103,11 +106,23 @@ def test_simulator_run_stores_every_table_idempotently(tmp_path: Path) -> None:
         )
         assert set(chosen["feature"]) == wide_names
         assert chosen.loc[~chosen["kept"], "reason"].str.len().gt(0).all()
+        n_eras = int((data["level"] == level).sum())
+        assert chosen["eras"].between(1, n_eras).all()  # each decision names its evidence
+        if level == "A":  # 4 days: a handful of eras against thousands of features
+            assert n_eras < 10
+            assert chosen["reason"].str.startswith(f"too few eras (n={n_eras})").any()
         with ParquetStore(store) as opened:
-            wide = read_feature_matrix(opened, "sim_a+sim_b", level)
+            wide = read_feature_matrix(opened, "sim_a+sim_b", level, missing=MissingValues("keep"))
+            ready = read_feature_matrix(opened, "sim_a+sim_b", level)
         assert len(wide) == (data["level"] == level).sum()  # one row per data era
         kept = chosen.loc[chosen["kept"]].sort_values("position")["feature"].tolist()
-        assert wide.columns.tolist() == ["start", "end", *kept]
+        assert wide.columns.tolist() == kept
+        # as returned, the matrix goes into PCA and KMeans at every level
+        assert np.isfinite(ready.to_numpy()).all() and ready.shape[1] > 0
+        components = PCA(n_components=min(2, *ready.shape)).fit_transform(ready)
+        assert components.shape == (len(ready), min(2, *ready.shape))
+        labels = KMeans(n_clusters=min(3, len(ready)), n_init=3, random_state=0).fit_predict(ready)
+        assert len(labels) == len(wide)
         # a value read back equals the long table's, by key
         entity, _, era = wide.index[0]
         sensor, feature = kept[0].split("__", 1)
