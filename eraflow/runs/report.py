@@ -24,6 +24,8 @@ def reason_kind(reason: str) -> str:
     """The rule behind a selection reason: 'correlated with x (r=..)' -> 'correlated'."""
     if not reason:
         return "kept"
+    if reason.startswith("too few eras"):
+        return "kept: too few eras"
     return (
         re.split(r"[ (]", reason, maxsplit=1)[0]
         if not reason.startswith(("all NaN", "too many NaN", "not relevant"))
