@@ -270,7 +270,8 @@ def run_pipeline(config: PipelineConfig) -> RunSummary:
 def finish_run(summary: RunSummary, config: PipelineConfig, inputs: pd.DataFrame) -> None:
     """Save the summary (and the report when asked) and say where the results are."""
     if config.store.report:
-        summary.report = str(run_report(summary, config.store, inputs).resolve())
+        path = run_report(summary, config.store, inputs, config.grid.freq, config.source.catalogue)
+        summary.report = str(path.resolve())
     else:
         record_summary(summary, config.store)
     rows = "\n".join(f"| {k} | {v} |" for k, v in summary.model_dump(mode="json").items())

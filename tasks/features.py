@@ -11,11 +11,13 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
 from eraflow.catalogue import load_catalogue
+from eraflow.common.grid import grid_step
 from eraflow.common.memory import release_memory
 from eraflow.config import FeatureOptions, GridOptions, StoreOptions
 from eraflow.runs.feature_store import engine_config_hash, write_era_features
 from eraflow.stages.batches import EraBatch
 from eraflow.stages.features import gpu_available, is_device_oom
+from eraflow.stages.greenhouse import concat_feature_rows, greenhouse_features
 from eraflow.stages.sensor_profiles import compute_profiled_features, engine_sensor_profiles
 from tasks._common import retry_transient
 from tasks.slices import read_batch
@@ -50,6 +52,9 @@ def era_features(
 ) -> int:
     """Compute the engine's features for one batch and store them with their ledger rows.
 
+    The greenhouse family (:mod:`eraflow.stages.greenhouse`, on the CPU: a few array passes)
+    goes in the same write and ledger rows.
+
     ``device`` is the planner's choice (default: the config's). A GPU that runs out of
     memory does not fail the batch: it is computed again on the CPU. Eras another run
     re-segmented meanwhile are not written (that run computes them).
@@ -60,7 +65,8 @@ def era_features(
         if part.eras.empty:
             logger.warning("%s: its eras were re-segmented by another run; skipped", batch.label)
             return 0
-        profiles = engine_sensor_profiles(features.profile, part.sensors, load_catalogue(catalogue))
+        sensors = load_catalogue(catalogue)
+        profiles = engine_sensor_profiles(features.profile, part.sensors, sensors)
 
         def compute(device: Literal["auto", "gpu", "cpu"]) -> pd.DataFrame:
             return compute_profiled_features(
@@ -80,6 +86,15 @@ def era_features(
                 raise
             logger.warning("%s: GPU out of memory (%s); computing on the CPU", batch.label, exc)
             values = compute("cpu")
+        greenhouse = greenhouse_features(
+            part.values,
+            part.fill_mask,
+            part.eras,
+            entity=batch.entity,
+            constants=sensors.greenhouse,
+            step=grid_step(grid.freq),
+        )
+        values = concat_feature_rows([values, greenhouse])
         written = write_era_features(
             part.store,
             values,

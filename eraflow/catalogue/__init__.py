@@ -2,10 +2,20 @@
 
 from eraflow.catalogue.catalogue import (
     DEFAULT_SPEC,
+    GREENHOUSE_TABLE,
     Catalogue,
+    GreenhouseConstants,
     SensorKind,
     SensorSpec,
     load_catalogue,
 )
 
-__all__ = ["DEFAULT_SPEC", "Catalogue", "SensorKind", "SensorSpec", "load_catalogue"]
+__all__ = [
+    "DEFAULT_SPEC",
+    "GREENHOUSE_TABLE",
+    "Catalogue",
+    "GreenhouseConstants",
+    "SensorKind",
+    "SensorSpec",
+    "load_catalogue",
+]

@@ -61,6 +61,11 @@ class SensorSpec(BaseModel):
     gpu: bool = True
     key: bool = False
     description: str = ""
+    derived_from: tuple[str, ...] = Field(
+        default=(),
+        description="Sensors this signal is computed from on the grid (eraflow.stages."
+        "greenhouse), the preferred first; empty for a measured sensor.",
+    )
     spike_window: timedelta | None = Field(
         default=None,
         description="Hampel spike check over this centred span of grid rows (None: off).",
@@ -153,12 +158,86 @@ class SensorSpec(BaseModel):
 
 DEFAULT_SPEC = SensorSpec(name="<unknown>", description="not in the catalogue")
 
+GREENHOUSE_TABLE = "greenhouse"
+"""The catalogue's table of greenhouse constants (not a sensor)."""
+
+
+class GreenhouseConstants(BaseModel):
+    """The constants of the greenhouse features (:mod:`eraflow.stages.greenhouse`).
+
+    No defaults here (but the optional lamp power): each value, with its source, is declared
+    once in ``sensors.toml``'s ``[greenhouse]`` table; a user catalogue overrides the fields
+    it names.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    par_share: float = Field(
+        gt=0, le=1, description="Share of global radiation energy that is PAR (400-700 nm)."
+    )
+    umol_per_joule: float = Field(
+        gt=0, description="PAR photons per joule of PAR energy of sunlight (µmol/J)."
+    )
+    transmission: float = Field(
+        gt=0, le=1, description="Share of outside light the greenhouse cover lets through."
+    )
+    base_temp_c: float = Field(description="Base temperature of the crop's degree days (°C).")
+    co2_ambient_ppm: float = Field(gt=0, description="Outside (ambient) CO2 concentration (ppm).")
+    vpd_band_kpa: tuple[float, float] = Field(
+        description="The VPD band the climate should stay in, [low, high] (kPa)."
+    )
+    day_radiation_w_m2: float = Field(
+        ge=0, description="Outside global radiation above which a row is day (W/m²)."
+    )
+    lamp_power_w_m2: float | None = Field(
+        default=None,
+        ge=0,
+        description="Electric power of the main lamp group per m² (W/m²); unset: no lamp "
+        "energy cost.",
+    )
+    min_day_coverage: float = Field(
+        gt=0, le=1, description="Valid share of a day's rows for it to count as a whole day."
+    )
+    svp_a_kpa: float = Field(gt=0, description="Tetens/FAO-56 e°(T) = a exp(b T / (T + c)): a.")
+    svp_b: float = Field(gt=0, description="Tetens/FAO-56 coefficient b.")
+    svp_c_c: float = Field(gt=0, description="Tetens/FAO-56 coefficient c (°C).")
+    day_timezone: str = Field(description="Time zone whose calendar days are the days.")
+
+    @field_validator("vpd_band_kpa")
+    @classmethod
+    def _ordered_band(cls, value: tuple[float, float]) -> tuple[float, float]:
+        low, high = value
+        if not (math.isfinite(low) and math.isfinite(high) and 0 <= low < high):
+            raise ValueError(
+                f"vpd_band_kpa = {list(value)} must be [low, high] with 0 <= low < high (kPa)"
+            )
+        return value
+
+    @field_validator("day_timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            pd.Timestamp(0, tz=value)
+        except Exception as exc:
+            raise ValueError(
+                f"day_timezone = {value!r} is not a time zone like 'Europe/Copenhagen'"
+            ) from exc
+        return value
+
+    @property
+    def par_per_radiation(self) -> float:
+        """PAR at the crop per unit of outside global radiation (µmol m⁻² s⁻¹ per W m⁻²)."""
+        return self.par_share * self.umol_per_joule * self.transmission
+
 
 class Catalogue:
     """An immutable lookup of sensor specs; unknown names get a reported default."""
 
-    def __init__(self, specs: Mapping[str, SensorSpec]) -> None:
+    def __init__(
+        self, specs: Mapping[str, SensorSpec], greenhouse: GreenhouseConstants | None = None
+    ) -> None:
         self._specs = dict(specs)
+        self._greenhouse = greenhouse
 
     def __contains__(self, name: object) -> bool:
         return name in self._specs
@@ -184,6 +263,13 @@ class Catalogue:
     def unknown(self, names: Iterable[str]) -> list[str]:
         """The names that the catalogue does not know (to be reported, never dropped)."""
         return sorted({n for n in names if n not in self._specs})
+
+    @property
+    def greenhouse(self) -> GreenhouseConstants:
+        """The greenhouse constants (the packaged ones when this catalogue was built without)."""
+        if self._greenhouse is None:
+            self._greenhouse = load_catalogue().greenhouse
+        return self._greenhouse
 
     def key_sensors(self) -> list[str]:
         """Sensors flagged as key climate signals."""
@@ -227,6 +313,19 @@ def _build_specs(
     return specs
 
 
+def _build_greenhouse(
+    raw: Any, origin: str, base: GreenhouseConstants | None = None
+) -> GreenhouseConstants:
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{origin}: [{GREENHOUSE_TABLE}] must be a table of constants")
+    merged = (base.model_dump() if base is not None else {}) | dict(raw)
+    try:
+        return GreenhouseConstants.model_validate(merged)
+    except ValidationError as exc:
+        problems = "; ".join(_problem(e) for e in exc.errors())
+        raise ConfigError(f"{origin}: [{GREENHOUSE_TABLE}] is invalid: {problems}") from None
+
+
 def _problem(error: Any) -> str:
     """``field: problem`` for one pydantic error; our own messages already name the field."""
     where = ".".join(map(str, error["loc"]))
@@ -245,8 +344,13 @@ def load_catalogue(user_file: str | Path | None = None) -> Catalogue:
     """
     packaged = resources.files("eraflow.catalogue").joinpath("sensors.toml")
     with resources.as_file(packaged) as path:
-        specs = _build_specs(_read_toml(path), "packaged catalogue")
+        raw = _read_toml(path)
+    greenhouse = _build_greenhouse(raw.pop(GREENHOUSE_TABLE, {}), "packaged catalogue")
+    specs = _build_specs(raw, "packaged catalogue")
     if user_file is not None:
         user_path = Path(user_file)
-        specs = _build_specs(_read_toml(user_path), str(user_path), base=specs)
-    return Catalogue(specs)
+        user = _read_toml(user_path)
+        if GREENHOUSE_TABLE in user:
+            greenhouse = _build_greenhouse(user.pop(GREENHOUSE_TABLE), str(user_path), greenhouse)
+        specs = _build_specs(user, str(user_path), base=specs)
+    return Catalogue(specs, greenhouse)

@@ -16,9 +16,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from eraflow.catalogue import load_catalogue
 from eraflow.config import FeatureOptions
 from eraflow.runs.history import stage_engines
 from eraflow.stages.batches import config_hash
+from eraflow.stages.greenhouse import definition_digest
 from eraflow.store.base import Key, ResultStore
 
 ENGINE_VERSION = "features-3"  # tsfresh's whole catalogue; catalogue-raised profiles
@@ -33,9 +35,18 @@ def _catalogue_digest(catalogue: Path | None) -> str:
 
 
 def engine_config_hash(features: FeatureOptions, freq: str, catalogue: Path | None) -> str:
-    """The settings hash of the engine stage: profile, catalogue, grid step, engine version."""
+    """The settings hash of the engine stage: profile, catalogue, grid step, engine version.
+
+    The stage writes the greenhouse family too: its definition (version, the effective
+    constants, the packaged ones included, and its feature names) is part of the hash.
+    """
     return config_hash(
-        {"profile": features.profile, "freq": freq, "catalogue": _catalogue_digest(catalogue)},
+        {
+            "profile": features.profile,
+            "freq": freq,
+            "catalogue": _catalogue_digest(catalogue),
+            "greenhouse": definition_digest(load_catalogue(catalogue).greenhouse),
+        },
         [ENGINE_VERSION],
     )
 

@@ -1,7 +1,8 @@
 """The run report: one HTML file (and a JSON summary) next to the results, for people.
 
 Data quality per sensor, eras per level with their coverage and plots, feature counts per
-engine and sensor, what selection kept and dropped and why, and the time of every stage.
+engine and sensor, what selection kept and dropped and why, the time of every stage, and for
+a grower the daily light integral and degree days of each whole day of the run's range.
 Built from what the run measured and what the store holds; Prefect-free.
 """
 
@@ -16,8 +17,16 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.compute as pc
 
+from eraflow.catalogue import Catalogue
 from eraflow.runs.summary import RunSummary, save_summary
+from eraflow.stages.eras.plot import save_figure
+from eraflow.stages.greenhouse import daily_values
 from eraflow.store.base import Key, Range, ResultStore
+from eraflow.store.grid import read_entity_grid
+
+DAILY_LIGHT = "par_umol_m2_s__daily_light_integral"
+DAILY_DEGREE_DAYS = "temp_above_base_c__daily_degree_days"
+_DAILY_INPUTS = ("light_umol", "radiation_w_m2", "air_temp_c")
 
 
 def reason_kind(reason: str) -> str:
@@ -132,6 +141,86 @@ def eras_by_level(store: ResultStore, entities: Sequence[str]) -> pd.DataFrame:
     )
 
 
+def greenhouse_days(
+    store: ResultStore,
+    entities: Sequence[str],
+    start: pd.Timestamp,
+    end: pd.Timestamp,
+    *,
+    step: pd.Timedelta,
+    catalogue: Catalogue,
+) -> pd.DataFrame:
+    """Daily light integral (mol m⁻² d⁻¹) and degree days (°C·d) per whole day and entity.
+
+    Computed from the stored grid of the run's range (only the three input columns are read)
+    with the catalogue's greenhouse constants, exactly as the greenhouse features per day.
+    """
+    parts = []
+    for entity in entities:
+        values, _ = read_entity_grid(
+            store, entity, step=step, start=start, end=end, sensors=list(_DAILY_INPUTS)
+        )
+        if len(values) < 2:
+            continue
+        days = daily_values(
+            values,
+            catalogue.greenhouse,
+            step=step,
+            quantities=[DAILY_LIGHT, DAILY_DEGREE_DAYS],
+        )
+        if len(days.columns):
+            parts.append(days.reset_index().assign(entity=entity))
+    columns = ["entity", "day", DAILY_LIGHT, DAILY_DEGREE_DAYS]
+    if not parts:
+        return pd.DataFrame(columns=columns)
+    return pd.concat(parts, ignore_index=True).reindex(columns=columns)
+
+
+def greenhouse_summary(days: pd.DataFrame) -> pd.DataFrame:
+    """Per entity: whole days, mean/min/max daily light integral, degree-day sum and mean."""
+    if days.empty:
+        return pd.DataFrame()
+    grouped = days.groupby("entity", sort=True)
+    light = grouped[DAILY_LIGHT]
+    degree = grouped[DAILY_DEGREE_DAYS]
+    return pd.DataFrame(
+        {
+            "whole days": grouped.size(),
+            "DLI mean [mol/m²/d]": light.mean().round(2),
+            "DLI min": light.min().round(2),
+            "DLI max": light.max().round(2),
+            "degree days sum [°C·d]": degree.sum(min_count=1).round(1),
+            "degree days mean [°C·d/d]": degree.mean().round(2),
+        }
+    ).reset_index()
+
+
+def plot_greenhouse_days(
+    days: pd.DataFrame, path: Path, *, base_temp_c: float | None = None
+) -> Path:
+    """Two panels per day: daily light integral and degree days, one line per entity."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (light_ax, degree_ax) = plt.subplots(2, 1, sharex=True, figsize=(14, 6))
+    for entity, part in days.groupby("entity", sort=True):
+        when = pd.DatetimeIndex(part["day"]).tz_localize(None)
+        light_ax.plot(when, part[DAILY_LIGHT], marker=".", lw=0.8, label=str(entity))
+        degree_ax.plot(when, part[DAILY_DEGREE_DAYS], marker=".", lw=0.8, label=str(entity))
+    light_ax.set_ylabel("daily light integral\n[mol m⁻² d⁻¹]", fontsize=9)
+    above = "" if base_temp_c is None else f" above {base_temp_c:g} °C"
+    degree_ax.set_ylabel(f"degree days{above}\n[°C·d per day]", fontsize=9)
+    degree_ax.set_xlabel("day", fontsize=9)
+    for ax in (light_ax, degree_ax):
+        ax.grid(alpha=0.3)
+        ax.tick_params(labelsize=8)
+    light_ax.legend(fontsize=8, loc="upper right")
+    fig.suptitle("Greenhouse days: light and warmth per whole day", fontsize=10)
+    return save_figure(fig, path, dpi=100)
+
+
 def _table(frame: pd.DataFrame | None, percent: Sequence[str] = ()) -> str:
     if frame is None or frame.empty:
         return "<p><em>none</em></p>"
@@ -176,8 +265,15 @@ def _summary_rows(summary: RunSummary) -> list[tuple[str, str]]:
     return rows
 
 
-def render_html(summary: RunSummary, sections: Mapping[str, pd.DataFrame | None]) -> str:
-    """The report page: summary, stage times, then one section per table and the plots."""
+def render_html(
+    summary: RunSummary,
+    sections: Mapping[str, pd.DataFrame | None],
+    pictures: Mapping[str, Path] | None = None,
+) -> str:
+    """The report page: summary, stage times, then one section per table and the plots.
+
+    ``pictures`` adds a PNG under the section of the same key (the greenhouse days).
+    """
     head = "".join(
         f"<tr><td>{html.escape(k)}</td><td>{html.escape(v)}</td></tr>"
         for k, v in _summary_rows(summary)
@@ -194,6 +290,7 @@ def render_html(summary: RunSummary, sections: Mapping[str, pd.DataFrame | None]
         "eras": "Eras per level",
         "features": "Feature values per engine and sensor",
         "selection": "Selection: kept and dropped, by rule",
+        "greenhouse": "Greenhouse days: daily light integral and degree days (whole days)",
     }
     percent = ["measured_share", "filled_share", "missing_share", "mean_coverage"]
     for key, frame in sections.items():
@@ -204,6 +301,9 @@ def render_html(summary: RunSummary, sections: Mapping[str, pd.DataFrame | None]
                 for e, p in summary.plots.items()
                 if Path(p).exists()
             ]
+        picture = (pictures or {}).get(key)
+        if picture is not None and Path(picture).exists():
+            parts.append(_image(Path(picture), titles.get(key, key)))
     return (
         f"<!doctype html><html><head><meta charset='utf-8'><title>eraflow run "
         f"{html.escape(summary.run_id)}</title><style>{STYLE}</style></head><body>"
@@ -223,16 +323,34 @@ def stage_table(summary: RunSummary) -> pd.DataFrame:
 
 
 def write_report(
-    summary: RunSummary, sections: Mapping[str, pd.DataFrame | None], folder: Path
+    summary: RunSummary,
+    sections: Mapping[str, pd.DataFrame | None],
+    folder: Path,
+    *,
+    base_temp_c: float | None = None,
 ) -> Path:
     """Write ``<run_id>.html`` (and ``latest.html``) into ``folder``, and the summary's JSON.
 
-    The summary saved is the one given, with ``report`` set to the HTML's path.
+    The summary saved is the one given, with ``report`` set to the HTML's path. A
+    ``greenhouse`` section (the days of :func:`greenhouse_days`) is shown as a table per
+    entity and a plot per day (``<folder>/<run_id>/greenhouse-days.png``).
     """
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{summary.run_id}.html"
     summary.report = str(path.resolve())
-    page = render_html(summary, sections)
+    shown = dict(sections)
+    pictures: dict[str, Path] = {}
+    days = shown.get("greenhouse")
+    if days is not None:
+        shown["greenhouse"] = greenhouse_summary(days)
+        plotted = days.dropna(subset=[DAILY_LIGHT, DAILY_DEGREE_DAYS], how="all")
+        if len(plotted):
+            pictures["greenhouse"] = plot_greenhouse_days(
+                plotted,
+                folder / summary.run_id / "greenhouse-days.png",
+                base_temp_c=base_temp_c,
+            )
+    page = render_html(summary, shown, pictures)
     path.write_text(page, encoding="utf-8")
     (folder / "latest.html").write_text(page, encoding="utf-8")
     save_summary(summary, folder)

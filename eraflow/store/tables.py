@@ -251,8 +251,16 @@ TABLES: dict[str, Table] = {
     )
 }
 
-ENGINE_STAGES: dict[str, str] = {"numpy": "engine", "cupy": "engine", "tsfresh": "tsfresh"}
-"""Feature rows by ``engine`` column to the stage that wrote them (one ledger row each)."""
+ENGINE_STAGES: dict[str, str] = {
+    "numpy": "engine",
+    "cupy": "engine",
+    "greenhouse": "engine",
+    "tsfresh": "tsfresh",
+}
+"""Feature rows by ``engine`` column to the stage that wrote them (one ledger row each).
+
+The greenhouse family is written by the engine stage, in the same write as its rows.
+"""
 
 
 def table(name: str) -> Table:

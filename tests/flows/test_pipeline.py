@@ -87,8 +87,9 @@ def test_simulator_run_stores_every_table_idempotently(tmp_path: Path) -> None:
     assert keys_of_features == keys_of_eras  # every data era has features, none is orphaned
     assert not features.duplicated(["entity", "level", "era_id", "sensor", "feature"]).any()
     assert summary.feature_rows == len(features)
-    # the engine computes tsfresh's efficient catalogue at every level; tsfresh itself is off
-    assert set(features["engine"]) == {"numpy"}
+    # the engine computes tsfresh's efficient catalogue at every level; tsfresh itself is off;
+    # the engine stage also writes the greenhouse family (the simulator has its inputs)
+    assert set(features["engine"]) == {"numpy", "greenhouse"}
     for level in "ABC":
         names = set(features.loc[features["level"] == level, "feature"].astype(str))
         assert {'linear_trend_timewise__attr_"slope"', "ar_coefficient__coeff_1__k_10"} <= names
@@ -175,7 +176,7 @@ def test_tsfresh_reference_mode_adds_only_what_the_engine_lacks(tmp_path: Path) 
     assert state.is_completed(), state.message
     features = pd.read_parquet(tmp_path / "features")
     by_engine = features.groupby("engine", observed=True)
-    assert set(by_engine.groups) == {"numpy", "tsfresh"}
+    assert set(by_engine.groups) == {"numpy", "greenhouse", "tsfresh"}
     tsfresh_rows = features[features["engine"] == "tsfresh"]
     assert set(tsfresh_rows["level"]) == {"B"}
     key = ["level", "era_id", "sensor", "feature"]
