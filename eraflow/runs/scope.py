@@ -216,6 +216,7 @@ def select_scope(
         correlation_threshold=settings.correlation_threshold,
         fdr_level=settings.fdr_level,
         target_per_era=target,
+        leaking=[c for c in matrix.columns if c.startswith(f"{settings.target_sensor}__")],
         progress=progress,
     )
     kept = result.kept

@@ -685,6 +685,7 @@ def select_relevant(
     ml_task: MLTask = "auto",
     min_eras: int | None = None,
     hypotheses_independent: bool = False,
+    leaking: Sequence[str] = (),
 ) -> SelectionResult:
     """Keep the features tsfresh's relevance tests find related to the target (rule 4).
 
@@ -705,6 +706,9 @@ def select_relevant(
         count and ``fdr_level``.
     hypotheses_independent
         tsfresh's switch between Benjamini-Hochberg (True) and Benjamini-Yekutieli (False).
+    leaking
+        Features computed from the target itself (its own sensor's): relevant by
+        construction, so they are dropped untested with the reason "computed from the target".
 
     Raises
     ------
@@ -742,13 +746,21 @@ def select_relevant(
     if not names:
         return SelectionResult(selection=_selection_frame([], {}), matrix=matrix)
     evidence = dict.fromkeys(names, n)
-    needed = min_eras if min_eras is not None else relevance_min_eras(len(names), fdr_level)
-    if n < needed:
-        undecided = {name: _too_few(n, needed, "relevance tests") for name in names}
+    leaked = set(leaking)
+    reasons = {
+        name: "computed from the target (relevant by construction)"
+        for name in names
+        if name in leaked
+    }
+    tested = [name for name in names if name not in leaked]
+    needed = min_eras if min_eras is not None else relevance_min_eras(len(tested), fdr_level)
+    if n < needed or not tested:
+        undecided = {name: _too_few(n, needed, "relevance tests") for name in tested}
         return SelectionResult(
-            selection=_selection_frame(names, {}, undecided, evidence), matrix=matrix
+            selection=_selection_frame(names, reasons, undecided, evidence),
+            matrix=matrix[tested],
         )
-    x = matrix.loc[has_y].reset_index(drop=True)
+    x = matrix.loc[has_y, tested].reset_index(drop=True)
     x = x.replace([np.inf, -np.inf], np.nan).astype(np.float64)
     table = _relevance_table(
         x,
@@ -757,8 +769,8 @@ def select_relevant(
         ml_task=ml_task,
         hypotheses_independent=hypotheses_independent,
     )
-    reasons, kept_reason = {}, {}
-    for name in names:
+    kept_reason = {}
+    for name in tested:
         row = table.loc[name]
         if bool(row["relevant"]):
             kept_reason[name] = f"relevant (p={row['p']:.2g})"
@@ -789,6 +801,7 @@ def select(
     min_eras: int | None = None,
     device: ar.Device = "cpu",
     target_per_era: pd.Series | None = None,
+    leaking: Sequence[str] = (),
     progress: Progress | None = None,
 ) -> SelectionResult:
     """Unsupervised filters, then (with a target) relevance tests on the survivors.
@@ -811,6 +824,8 @@ def select(
     target_per_era
         A target already aligned to the eras (index ``(entity, level, era_id)``), instead of
         ``target``: e.g. one series per compartment, each aligned to its own eras.
+    leaking
+        Features computed from the target (see :func:`select_relevant`).
     progress
         See :func:`select_features_unsupervised`.
 
@@ -838,7 +853,12 @@ def select(
     else:
         y = align_target_to_eras(target, eras, how)
     second = select_relevant(
-        first.matrix, y, fdr_level=fdr_level, ml_task=ml_task, min_eras=min_eras
+        first.matrix,
+        y,
+        fdr_level=fdr_level,
+        ml_task=ml_task,
+        min_eras=min_eras,
+        leaking=[name for name in leaking if name in first.matrix.columns],
     )
     merged = first.selection.set_index("feature")
     upd = second.selection.set_index("feature")

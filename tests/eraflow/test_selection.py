@@ -457,3 +457,17 @@ def test_too_few_eras_keeps_the_survivors_and_says_so() -> None:
     reasons = set(res.selection["reason"])
     assert reasons == {f"too few eras (n=4) for the correlation filter (needs {needed})"}
     assert (res.selection["eras"] == 4).all()
+
+
+def test_features_of_the_target_itself_are_not_tested() -> None:
+    """The target sensor's own features are relevant by construction: dropped, untested."""
+    matrix, eras, target, _ = make_supervised()
+    y = align_target_to_eras(target, eras)
+    res = select_relevant(matrix.drop(columns="s__const"), y, leaking=["s__rel"])
+    sel = res.selection.set_index("feature")
+    assert not sel.at["s__rel", "kept"]
+    assert sel.at["s__rel", "reason"] == "computed from the target (relevant by construction)"
+    assert "s__rel" not in res.matrix.columns
+    assert (sel["eras"] == 60).all()  # every decision rests on the 60 eras with a target
+    # the 20 noise features are still tested: at fdr 0.05 none of them is relevant
+    assert sel.loc[sel.index.str.startswith("n__"), "reason"].str.startswith("not relevant").all()
