@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SOURCE = ROOT / "eraflow" / "stages" / "features"
 
 CALCULATOR_MAY_IMPORT = {"registry", "kernels", "arrays", "segments"}
-KERNEL_LAYER = {"kernels", "spectral", "cwt_peaks", "arrays", "segments"}
+KERNEL_LAYER = {"kernels", "spectral", "cwt_peaks", "exact", "arrays", "segments"}
 KERNEL_LAYER_MAY_IMPORT = KERNEL_LAYER
 ERAFLOW_OUTSIDE_ALLOWED = {"eraflow.common.errors"}
 EXPECTED_CALCULATOR_MODULES = {

@@ -8,9 +8,10 @@ Public API
 
 Layout (imports go one way; ``tests/eraflow/test_features_imports.py`` holds it):
 
-- leaves: ``arrays`` (array-module dispatch), ``segments`` (the batch), ``registry``;
+- leaves: ``arrays`` (array-module dispatch), ``exact`` (exact sums and the exact mean),
+  ``segments`` (the batch), ``registry``;
 - kernels: ``kernels`` (helpers shared by calculator modules; re-exports ``spectral`` and
-  ``cwt_peaks``), importing only the leaves ``arrays`` and ``segments``;
+  ``cwt_peaks``), importing only the leaves ``arrays``, ``exact`` and ``segments``;
 - calculator modules (``calculators_*``, ``rolling``): the registry, the kernels, ``arrays``
   and ``segments``, never each other;
 - ``catalog``: imports every calculator module, which registers them (imported first here);

@@ -90,6 +90,18 @@ def seg_sum(xp: ModuleType, v: Any, seg: Any, nseg: int) -> Any:
     return xp.bincount(seg, weights=v, minlength=nseg)[:nseg]
 
 
+def seg_broadcast(xp: ModuleType, v: Any, seg: Any, lengths: Any) -> Any:
+    """``v[seg]``: a per-segment value for every element of a flat array laid out by segment.
+
+    ``seg`` must be sorted (segments contiguous, in order) with ``lengths`` elements each. On
+    NumPy, ``repeat`` over the lengths takes about a tenth of the gather's time; CuPy's
+    ``repeat`` takes no device array of repeats, so it gathers.
+    """
+    if is_numpy(xp):
+        return np.repeat(v, lengths)
+    return v[seg]
+
+
 def seg_count(xp: ModuleType, mask: Any, seg: Any, nseg: int) -> Any:
     """Number of True values of ``mask`` per segment id (float64)."""
     return xp.bincount(seg[mask], minlength=nseg)[:nseg].astype(np.float64)

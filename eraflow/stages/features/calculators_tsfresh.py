@@ -5,25 +5,36 @@ Each calculator is named and parameterised exactly as in tsfresh 0.21
 included (the tests check every one against tsfresh). The input is the era's valid values (NaN
 dropped), which is what tsfresh would see on the ``dropna``-ed series.
 
-Deliberate numerical differences (all within the test tolerances, all toward more accuracy):
-means use a per-segment shift (exact for constant series), moments are two-pass, and
-``time_reversal_asymmetry_statistic`` is evaluated in the factored form
-``x1 (x2 - x0)(x2 + x0)``, which avoids the cancellation of tsfresh's ``x2² x1 - x1 x0²``.
+Deliberate numerical differences (all toward more accuracy): the mean is the double nearest the
+exact mean (exact per-segment sums, :mod:`~eraflow.stages.features.exact`), and every decision
+against it is exact: ``count_above_mean``, ``count_below_mean``, ``longest_strike_*_mean``,
+``ratio_beyond_r_sigma``, ``symmetry_looking``, ``large_standard_deviation`` and
+``variance_larger_than_standard_deviation`` decide in floating point only where rounding cannot
+change the answer, and exactly (fractions) within the rounding bound. tsfresh's ``np.mean`` puts a
+constant 80.03 era at 80.02999999999997 and counts all 66 values above it; the engine counts 0
+(``tests/eraflow/test_features_exact_mean.py``). Moments are two-pass around that mean, and
+``time_reversal_asymmetry_statistic`` is evaluated in the factored form ``x1 (x2 - x0)(x2 + x0)``,
+which avoids the cancellation of tsfresh's ``x2² x1 - x1 x0²``.
 """
 
 from __future__ import annotations
 
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
 
 from eraflow.stages.features import arrays as ar
 from eraflow.stages.features.kernels import (
+    EPS,
     LINREG_ATTRS,
+    Moments,
     Params,
     histogram_entropy,
     lagged_cov,
+    moment_tolerance,
     segment_linregress,
+    settle_segments,
     single_row,
     stack_rows,
 )
@@ -95,8 +106,16 @@ def minimum(b: SegmentBatch, params: Params) -> Any:
 # ---- simple statistics ----------------------------------------------------------------------
 @feature("variance_larger_than_standard_deviation", tsfresh=True)
 def variance_larger_than_standard_deviation(b: SegmentBatch, params: Params) -> Any:
-    """1.0 when var > std (i.e. var > 1), else 0.0."""
-    return single_row(b, b.var > b.xp.sqrt(b.var))
+    """1.0 when var > std (i.e. var > 1), else 0.0; a variance within rounding of 1 exactly."""
+    xp = b.xp
+    flag = b.var > xp.sqrt(b.var)
+    near = b.exact.exact & (xp.abs(b.var - 1.0) <= moment_tolerance(b) * (b.var + 1.0))
+
+    def decide(_: int, mo: Moments) -> bool:
+        n, s, q = mo
+        return n * q - s * s > n * n  # n^2 var > n^2
+
+    return single_row(b, settle_segments(b, flag, near, decide))
 
 
 @feature("has_duplicate_max", tsfresh=True)
@@ -222,26 +241,26 @@ def _longest_strike(b: SegmentBatch, flag: Any) -> Any:
 
 @feature("longest_strike_below_mean", tsfresh=True)
 def longest_strike_below_mean(b: SegmentBatch, params: Params) -> Any:
-    """Length of the longest run of values below the mean."""
-    return single_row(b, _longest_strike(b, b.x < b.mean[b.seg]))
+    """Length of the longest run of values below the exact mean."""
+    return single_row(b, _longest_strike(b, b.mean_sign < 0))
 
 
 @feature("longest_strike_above_mean", tsfresh=True)
 def longest_strike_above_mean(b: SegmentBatch, params: Params) -> Any:
-    """Length of the longest run of values above the mean."""
-    return single_row(b, _longest_strike(b, b.x > b.mean[b.seg]))
+    """Length of the longest run of values above the exact mean."""
+    return single_row(b, _longest_strike(b, b.mean_sign > 0))
 
 
 @feature("count_above_mean", tsfresh=True)
 def count_above_mean(b: SegmentBatch, params: Params) -> Any:
-    """Number of values above the mean."""
-    return single_row(b, b.count(b.x > b.mean[b.seg]))
+    """Number of values above the exact mean (a tie with the rounded mean decided exactly)."""
+    return single_row(b, b.count(b.mean_sign > 0))
 
 
 @feature("count_below_mean", tsfresh=True)
 def count_below_mean(b: SegmentBatch, params: Params) -> Any:
-    """Number of values below the mean."""
-    return single_row(b, b.count(b.x < b.mean[b.seg]))
+    """Number of values below the exact mean (a tie with the rounded mean decided exactly)."""
+    return single_row(b, b.count(b.mean_sign < 0))
 
 
 def _first_last(b: SegmentBatch, target: Any) -> tuple[Any, Any]:
@@ -388,18 +407,72 @@ def cid_ce(b: SegmentBatch, params: Params) -> Any:
 
 @feature("symmetry_looking", params=[{"r": r * 0.05} for r in range(20)], tsfresh=True)
 def symmetry_looking(b: SegmentBatch, params: Params) -> Any:
-    """1.0 when ``|mean - median| < r (max - min)``."""
+    """1.0 when ``|mean - median| < r (max - min)``, against the exact mean and median.
+
+    A float decision within rounding (4 eps of the terms) of the threshold is settled exactly:
+    ``|sum - n (a + b) / 2| < n r (max - min)`` with ``a``, ``b`` the middle values.
+    """
     xp = b.xp
     mmd = xp.abs(b.mean - b.median)
     rng = b.maximum - b.minimum
-    return stack_rows(b, [mmd < float(p["r"]) * rng for p in params])
+    size = xp.abs(b.mean) + xp.abs(b.median)
+    open_ = b.exact.exact & (rng > 0)  # max == min: 0 < 0 is exactly false
+    host: dict[str, np.ndarray] = {}
+
+    def middle(seg: int) -> tuple[Fraction, Fraction, Fraction]:
+        if not host:
+            n_h = ar.to_host(b.n_int)
+            last = max(b.total - 1, 0)  # empty segments (never near) index anything
+            lo = np.minimum(ar.to_host(b.start) + np.maximum(n_h - 1, 0) // 2, last)
+            hi = np.minimum(ar.to_host(b.start) + n_h // 2, last)
+            srt = ar.to_host(b.sorted)
+            host.update(a=srt[lo], b=srt[hi], mx=ar.to_host(b.maximum), mn=ar.to_host(b.minimum))
+        spread = Fraction(float(host["mx"][seg])) - Fraction(float(host["mn"][seg]))
+        return Fraction(float(host["a"][seg])), Fraction(float(host["b"][seg])), spread
+
+    rows = []
+    for p in params:
+        r = float(p["r"])
+        thr = r * rng
+        flag = mmd < thr
+        near = open_ & (r > 0) & (xp.abs(mmd - thr) <= 4.0 * EPS * (size + thr))
+
+        def decide(seg: int, mo: Moments, r: float = r) -> bool:
+            n, s, _ = mo
+            lo, hi, spread = middle(seg)
+            return abs(s - n * (lo + hi) / 2) < n * Fraction(r) * spread
+
+        rows.append(settle_segments(b, flag, near, decide))
+    return stack_rows(b, rows)
 
 
 @feature("large_standard_deviation", params=[{"r": r * 0.05} for r in range(1, 20)], tsfresh=True)
 def large_standard_deviation(b: SegmentBatch, params: Params) -> Any:
-    """1.0 when ``std > r (max - min)``."""
+    """1.0 when ``std > r (max - min)``; a std within rounding of it decided exactly."""
+    xp = b.xp
     rng = b.maximum - b.minimum
-    return stack_rows(b, [b.std > float(p["r"]) * rng for p in params])
+    tol = moment_tolerance(b)
+    open_ = b.exact.exact & (rng > 0)  # max == min: std 0 > 0 is exactly false
+    host: dict[str, np.ndarray] = {}
+
+    def spread(seg: int) -> Fraction:
+        if not host:
+            host.update(mx=ar.to_host(b.maximum), mn=ar.to_host(b.minimum))
+        return Fraction(float(host["mx"][seg])) - Fraction(float(host["mn"][seg]))
+
+    rows = []
+    for p in params:
+        r = float(p["r"])
+        thr = r * rng
+        flag = b.std > thr
+        near = open_ & (xp.abs(b.std - thr) <= tol * (b.std + thr))
+
+        def decide(seg: int, mo: Moments, r: float = r) -> bool:
+            n, s, q = mo  # n^2 var = n q - s^2 against (n r (max - min))^2, for r >= 0
+            return n * q - s * s > (n * Fraction(r) * spread(seg)) ** 2 if r >= 0 else True
+
+        rows.append(settle_segments(b, flag, near, decide))
+    return stack_rows(b, rows)
 
 
 @feature(
@@ -534,10 +607,53 @@ def number_crossing_m(b: SegmentBatch, params: Params) -> Any:
     tsfresh=True,
 )
 def ratio_beyond_r_sigma(b: SegmentBatch, params: Params) -> Any:
-    """Share of values farther than r standard deviations from the mean."""
-    dev = b.xp.abs(b.centered)
-    lim = b.std[b.seg]
-    return stack_rows(b, [b.div(b.count(dev > float(p["r"]) * lim), b.n) for p in params])
+    """Share of values farther than r standard deviations from the exact mean.
+
+    Every value's ``z = |x - mean| / std`` is placed among the sorted ``r`` at once (one
+    ``searchsorted``, one ``bincount`` for all parameters). A value within the rounding bound of
+    an ``r`` (:func:`moment_tolerance`) is decided exactly as
+    ``(n x - sum)^2 > r^2 (n sum_sq - sum^2)``; a value equal to the exact mean is never beyond.
+    """
+    xp = b.xp
+    r_all = np.array([float(p["r"]) for p in params])
+    if (r_all < 0).any():
+        raise ValueError(f"ratio_beyond_r_sigma: r must be >= 0, got {r_all.tolist()}")
+    order = np.argsort(r_all, kind="stable")
+    rs = r_all[order]
+    nr = len(rs)
+    rs_d = xp.asarray(rs)
+    dev = xp.abs(b.centered)
+    lim = b.per_value(b.std)
+    with np.errstate(all="ignore"):
+        z = dev / lim  # 0 / 0 (a constant) is NaN: beyond nothing, as 0 > 0 is false
+        slack = 4.0 * EPS * xp.abs(b.exact.lo) / b.std  # the centring's remainder, rounded
+    z = xp.where(xp.isnan(z), -np.inf, z)
+    k = xp.searchsorted(rs_d, z, side="left")  # z > rs[j] exactly for j < k
+    hist = xp.bincount(b.seg * (nr + 1) + k, minlength=b.nseg * (nr + 1))
+    tail = xp.cumsum(hist.reshape(b.nseg, nr + 1)[:, ::-1], axis=1)[:, ::-1]
+    beyond = tail[:, 1:].astype(np.float64)  # (nseg, nr): values with k > j
+    below = rs_d[xp.clip(k - 1, 0, nr - 1)]
+    above = rs_d[xp.clip(k, 0, nr - 1)]
+    gap = xp.minimum(xp.abs(z - below), xp.abs(above - z))
+    with np.errstate(all="ignore"):
+        tol = b.per_value(moment_tolerance(b)) * (2.0 * z + gap) + b.per_value(slack)
+    checked = (b.mean_sign != 0) & b.per_value(b.exact.exact)
+    near = xp.nonzero(checked & ((gap <= tol) | (lim == 0)))[0]
+    if int(near.shape[0]):
+        segs = ar.to_host(b.seg[near])
+        vals = ar.to_host(b.x[near])
+        ks = ar.to_host(k[near])
+        fix = np.zeros((b.nseg, nr))
+        r2 = [Fraction(float(v)) ** 2 for v in rs]
+        for (n, s, q), seg, v, kk in zip(b.exact_moments(segs), segs, vals, ks, strict=True):
+            lhs = (n * Fraction(float(v)) - s) ** 2
+            var_n2 = n * q - s * s
+            for j in range(nr):
+                fix[seg, j] += int(lhs > r2[j] * var_n2) - int(j < kk)
+        beyond = beyond + xp.asarray(fix)
+    back = np.empty(nr, dtype=np.int64)
+    back[order] = np.arange(nr)  # sorted position of each parameter
+    return b.div(beyond.T, b.n[None, :])[xp.asarray(back)]
 
 
 @feature("count_above", params=[{"t": 0}], tsfresh=True)

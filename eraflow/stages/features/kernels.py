@@ -2,7 +2,8 @@
 
 Every helper that more than one calculator module uses lives here (or in the leaf modules it
 re-exports: :mod:`~eraflow.stages.features.spectral` for Welch's density and the Mexican-hat CWT,
-:mod:`~eraflow.stages.features.cwt_peaks` for scipy's CWT peak count), so that a calculator module
+:mod:`~eraflow.stages.features.cwt_peaks` for scipy's CWT peak count,
+:mod:`~eraflow.stages.features.exact` for exact sums), so that a calculator module
 imports only the registry and this module (plus :mod:`~eraflow.stages.features.arrays` and
 :mod:`~eraflow.stages.features.segments`), never another calculator module. Why: registration is an
 import side effect; calculator modules that import each other make the registration order, and
@@ -24,25 +25,32 @@ Nothing here registers a feature, and nothing imports the registry.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from fractions import Fraction
 from typing import Any
 
 import numpy as np
 
 from eraflow.stages.features import arrays as ar
 from eraflow.stages.features.cwt_peaks import count_cwt_peaks, ricker_transform
+from eraflow.stages.features.exact import EPS
 from eraflow.stages.features.segments import SegmentBatch
 from eraflow.stages.features.spectral import cwt_head, welch_density
 
 __all__ = [
+    "EPS",
     "LINREG_ATTRS",
+    "Moments",
     "Params",
     "count_cwt_peaks",
     "cwt_head",
     "histogram_entropy",
     "lagged_cov",
+    "moment_tolerance",
     "on_cpu",
     "ricker_transform",
     "segment_linregress",
+    "settle_segments",
     "single_row",
     "stack_rows",
     "welch_density",
@@ -52,6 +60,9 @@ logger = logging.getLogger(__name__)
 
 Params = list[dict[str, Any]]
 """A calculator's parameter sets: one dict per requested feature (``[{}]`` without params)."""
+
+Moments = tuple[int, Fraction, Fraction]
+"""A segment's exact ``(n, sum, sum of squares)`` (see ``SegmentBatch.exact_moments``)."""
 
 LINREG_ATTRS = ("pvalue", "rvalue", "intercept", "slope", "stderr")
 """The attributes of ``scipy.stats.linregress`` that tsfresh's linear-trend features name."""
@@ -88,6 +99,40 @@ def on_cpu(b: SegmentBatch, name: str) -> tuple[np.ndarray, np.ndarray]:
         _said.add(name)
         logger.info("%s is sequential: it runs on the CPU inside GPU batches", name)
     return ar.to_host(b.x), ar.to_host(b.offsets)
+
+
+# ---- exact decisions near a threshold -------------------------------------------------------
+def moment_tolerance(b: SegmentBatch) -> Any:
+    """Per segment, a bound on the relative error of the variance and std, ``(n + 16) eps``.
+
+    The centred values are exact to a few ulps (:attr:`SegmentBatch.centered`) and their
+    squares are summed by ``bincount`` (or GPU atomics) in some order: recursive summation,
+    whose error is at most ``(n - 1) eps / 2`` of the sum (Higham, *Accuracy and Stability of
+    Numerical Algorithms*, 4.2); this is that bound with room to spare. A float decision
+    farther than this from its threshold is the exact decision; closer ones are settled exactly
+    (:func:`settle_segments`, or per value with ``SegmentBatch.exact_moments``).
+    """
+    return (b.n + 16.0) * EPS
+
+
+def settle_segments(
+    b: SegmentBatch, flag: Any, near: Any, decide: Callable[[int, Moments], bool]
+) -> Any:
+    """``flag`` (one bool per segment) with the segments marked ``near`` decided exactly.
+
+    ``decide(segment, moments)`` gets the segment id and its exact moments (host). The
+    segments near a threshold are few (ties in quantised data), so this runs on the host; the
+    result is the exact decision on either module, whatever order the GPU summed in.
+    """
+    xp = b.xp
+    idx = xp.nonzero(near)[0]
+    if int(idx.shape[0]) == 0:
+        return flag
+    segs = ar.to_host(idx)
+    got = [decide(int(s), mo) for s, mo in zip(segs, b.exact_moments(segs), strict=True)]
+    out = flag.copy()
+    out[idx] = xp.asarray(np.array(got, dtype=bool))
+    return out
 
 
 # ---- moments --------------------------------------------------------------------------------

@@ -3,12 +3,13 @@
 Layout: ``grid`` is the concatenation of every segment's grid slice (NaN where a value stayed
 missing), ``grid_offsets`` (length nseg + 1) delimit them. The valid values (NaN dropped, order
 kept) form a second flat array ``x`` with its own ``offsets``. Shared intermediate results
-(means, the per-segment sort, FFTs) are cached properties, computed once per batch and only when
-a calculator asks for them. Nothing here loops over segments in Python.
+(exact means, the per-segment sort, FFTs) are cached properties, computed once per batch and
+only when a calculator asks for them. Nothing here loops over segments in Python.
 """
 
 from __future__ import annotations
 
+from fractions import Fraction
 from functools import cached_property
 from types import ModuleType
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from eraflow.stages.features import arrays as ar
+from eraflow.stages.features.exact import ExactMean, exact_mean, exact_moments, mean_sign
 
 
 class SegmentBatch:
@@ -70,6 +72,10 @@ class SegmentBatch:
         """Per-segment sum of an array aligned with ``x``."""
         return ar.seg_sum(self.xp, v, self.seg, self.nseg)
 
+    def per_value(self, v: Any) -> Any:
+        """``v[seg]`` for a per-segment array ``v``: its value at every valid value."""
+        return ar.seg_broadcast(self.xp, v, self.seg, self.n_int)
+
     def count(self, mask: Any) -> Any:
         """Per-segment number of True values of a mask aligned with ``x``."""
         return ar.seg_count(self.xp, mask, self.seg, self.nseg)
@@ -119,28 +125,48 @@ class SegmentBatch:
 
     # ---- shared statistics (computed once, on first use) ---------------------------------
     @cached_property
-    def shift(self) -> Any:
-        """First value per segment (0 if empty), subtracted before sums against cancellation."""
-        return self.xp.nan_to_num(self.at_start(self.x), nan=0.0)
+    def exact(self) -> ExactMean:
+        """The exact sums and the correctly rounded mean of every segment (see :mod:`.exact`).
 
-    @cached_property
-    def mean_shifted(self) -> Any:
-        """Mean of ``x - shift``: the mean without rounding it to the scale of the offset."""
-        return self.div(self.sum(self.x - self.shift[self.seg]), self.n)
+        Why: a count against the mean flips when the mean is one rounding step off; an exact
+        sum fixes the mean, its remainder and the sign of every tie, on either module alike.
+        """
+        return exact_mean(self.xp, self.x, self.seg, self.offsets, self.n_int, self.nseg)
 
     @cached_property
     def mean(self) -> Any:
-        """Mean of the valid values (exact for constant segments)."""
-        return self.shift + self.mean_shifted
+        """Mean of the valid values: the double nearest ``Fraction(sum) / n`` (:mod:`.exact`)."""
+        return self.exact.mean
+
+    @cached_property
+    def mean_sign(self) -> Any:
+        """Exact sign (int8: -1, 0, 1) of ``x - exact mean`` per value, for counts against it."""
+        mean = self.per_value(self.mean)
+        return mean_sign(self.x, mean, self.per_value(self.exact.tie))
 
     @cached_property
     def centered(self) -> Any:
-        """``x - mean`` per element, formed in shifted coordinates (two-pass moments).
+        """``x - mean`` per element, against the mean carried to ~106 bits (``mean + lo``).
 
-        ``(x - shift) - mean_shifted`` keeps the digits that ``x - mean`` would lose when the
-        mean is rounded at the scale of a large offset (1e9 + 1e-3 noise).
+        ``(x - mean) - lo`` keeps the digits that ``x - mean`` alone would lose when the mean
+        is rounded at the scale of a large offset (1e9 + 1e-3 noise); it is exactly 0 where
+        ``x`` equals the exact mean, and its sign is that of :attr:`mean_sign`.
         """
-        return (self.x - self.shift[self.seg]) - self.mean_shifted[self.seg]
+        return (self.x - self.per_value(self.mean)) - self.per_value(self.exact.lo)
+
+    def exact_moments(self, segs: np.ndarray) -> list[tuple[int, Fraction, Fraction]]:
+        """Exact ``(n, sum, sum of squares)`` of the segments ``segs`` (host ids), cached.
+
+        For the few segments whose decision lies within rounding of a threshold; each is
+        computed once per batch, however many calculators and parameters ask.
+        """
+        cache: dict[int, tuple[int, Fraction, Fraction]] = self.__dict__.setdefault("_moments", {})
+        todo = [int(s) for s in segs if int(s) not in cache]
+        if todo:
+            off = ar.to_host(self.offsets)
+            for s in todo:
+                cache[s] = exact_moments(ar.to_host(self.x[int(off[s]) : int(off[s + 1])]))
+        return [cache[int(s)] for s in segs]
 
     @cached_property
     def m2(self) -> Any:
