@@ -4,8 +4,8 @@ Long eras are where batched code meets its limits (cumulative sums over many val
 O(n²) entropies, 46-lag ADF searches); each feature is checked against tsfresh's own function on
 a real 87-day air temperature era and a random walk with gaps. tsfresh's approximate_entropy
 builds an n x n x m array (6 GB at this length), so its reference here is the same formula
-evaluated in blocks of rows; permutation_entropy on windows with ties is checked against
-stable ranks, as in test_features_tsfresh.
+with the neighbour counts from SciPy's k-d tree; permutation_entropy on windows with ties is
+checked against stable ranks, as in test_features_tsfresh.
 """
 
 from __future__ import annotations
@@ -48,7 +48,14 @@ NEW_CALCULATORS = (
 
 
 def blocked_approximate_entropy(x: np.ndarray, m: int, r: float, block: int = 256) -> float:
-    """tsfresh's approximate_entropy formula, its n x n distance matrix taken in row blocks."""
+    """tsfresh's approximate_entropy formula, its n x n neighbour counts from a k-d tree.
+
+    tsfresh counts, for each window of length ``k``, the windows within Chebyshev distance
+    ``r * std(x)`` (itself included). SciPy's k-d tree counts the same pairs (``p=inf``,
+    exact search) without the n x n array; ``block`` bounds the query's memory.
+    """
+    from scipy.spatial import cKDTree
+
     n = x.size
     tol = r * np.std(x)
     if n <= m + 1:
@@ -56,11 +63,15 @@ def blocked_approximate_entropy(x: np.ndarray, m: int, r: float, block: int = 25
 
     def phi(k: int) -> float:
         windows = np.lib.stride_tricks.sliding_window_view(x, k)
-        count = np.zeros(len(windows))
-        for a in range(0, len(windows), block):
-            part = windows[a : a + block]
-            dist = np.abs(part[:, None, :] - windows[None, :, :]).max(axis=2)
-            count += (dist <= tol).sum(axis=0)
+        tree = cKDTree(windows)
+        count = np.concatenate(
+            [
+                tree.query_ball_point(
+                    windows[a : a + block * 64], r=tol, p=np.inf, return_length=True
+                )
+                for a in range(0, len(windows), block * 64)
+            ]
+        ).astype(np.float64)
         c = count / (n - k + 1)
         return float(np.sum(np.log(c)) / (n - k + 1.0))
 
