@@ -15,6 +15,14 @@ from eraflow.stages.aggregate import AggregateResult, aggregate
 from tasks._common import retry_transient
 
 
+def _interval_text(interval: pd.Timedelta) -> str:
+    """``1h``, ``5min``, ``90s``; ``-`` when unknown (a single timestamp)."""
+    if pd.isna(interval):
+        return "-"
+    text = str(pd.tseries.frequencies.to_offset(pd.Timedelta(interval)).freqstr)
+    return text if text[0].isdigit() else f"1{text}"
+
+
 @task(
     name="aggregate",
     retries=1,
@@ -47,9 +55,22 @@ def aggregate_grid(
     if report:
         create_table_artifact(
             key="data-quality",
-            table=quality[dropped > 0].to_dict(orient="records"),
-            description="Values dropped in aggregation per sensor: non-finite, outside the "
-            "catalogue's range, or grid spikes of its Hampel check (empty: none)",
+            table=quality.assign(
+                native_interval=quality["native_interval"].map(_interval_text)
+            ).to_dict(orient="records"),
+            description="Per sensor: values read, values dropped in aggregation (non-finite, "
+            "outside the catalogue's range, grid spikes of its Hampel check), and how often "
+            "it logs (from the catalogue or the source's timestamps): features read a sensor "
+            "slower than the grid at its own interval",
+        )
+    for row in quality[quality["slower_than_grid"]].itertuples():
+        logger.info(
+            "%s/%s logs every %s (grid %s): its features use its own %s values",
+            row.entity,
+            row.sensor,
+            _interval_text(row.native_interval),
+            grid.freq,
+            _interval_text(row.native_interval),
         )
     for row in quality[dropped > 0].itertuples():
         logger.warning(

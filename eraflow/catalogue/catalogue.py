@@ -66,6 +66,11 @@ class SensorSpec(BaseModel):
         description="Sensors this signal is computed from on the grid (eraflow.stages."
         "greenhouse), the preferred first; empty for a measured sensor.",
     )
+    native_interval: timedelta | None = Field(
+        default=None,
+        description="How often the sensor logs (e.g. '1h'); None: inferred from the source's "
+        "timestamps. Features read a sensor slower than the grid at this interval.",
+    )
     spike_window: timedelta | None = Field(
         default=None,
         description="Hampel spike check over this centred span of grid rows (None: off).",
@@ -77,7 +82,7 @@ class SensorSpec(BaseModel):
         default=0.0, description="A spike differs from its window's median by more."
     )
 
-    @field_validator("max_fill_gap", "spike_window", mode="before")
+    @field_validator("max_fill_gap", "spike_window", "native_interval", mode="before")
     @classmethod
     def _parse_span(cls, value: Any, info: ValidationInfo) -> timedelta | None:
         # Positive: a zero fill gap reads as "fill" but fills nothing ("no filling" is
@@ -91,11 +96,10 @@ class SensorSpec(BaseModel):
                 f"{info.field_name} = {value!r} is not a duration like '30min'"
             ) from exc
         if pd.isna(span) or span <= pd.Timedelta(0):
-            fix = (
-                "like '30min' (for no filling, set fill = \"none\")"
-                if info.field_name == "max_fill_gap"
-                else "like '3h', a few times the spikes' length"
-            )
+            fix = {
+                "max_fill_gap": "like '30min' (for no filling, set fill = \"none\")",
+                "spike_window": "like '3h', a few times the spikes' length",
+            }.get(info.field_name or "", "like '1h', how often the sensor logs")
             raise ValueError(f"{info.field_name} = {value!r} must be a positive duration {fix}")
         return span.to_pytimedelta()
 

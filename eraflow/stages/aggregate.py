@@ -7,13 +7,13 @@ kept one source row per minute and lost about half of its data that way).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
 
-from eraflow.catalogue import Catalogue
+from eraflow.catalogue import Catalogue, SensorSpec
 from eraflow.common.errors import DataError
 from eraflow.common.grid import grid_step
 from eraflow.stages.ingest.readers import LONG_COLUMNS
@@ -29,7 +29,9 @@ class AggregateReport:
 
     ``per_sensor`` columns: entity, sensor, values_in, dropped_non_finite (inf, NaN),
     dropped_out_of_range, multi_source_bins, dropped_spike (grid values the catalogue's
-    Hampel check dropped, :mod:`eraflow.stages.spikes`).
+    Hampel check dropped, :mod:`eraflow.stages.spikes`), native_interval (how often the
+    sensor logs: the catalogue's ``native_interval``, else the median spacing of its valid
+    source timestamps), interval_from (``catalogue`` or ``source``), slower_than_grid.
     """
 
     per_sensor: pd.DataFrame
@@ -53,6 +55,36 @@ def _validate(frame: pd.DataFrame) -> None:
         raise DataError(f"column 'time' must be tz-aware UTC, got {frame['time'].dtype}")
     if not pd.api.types.is_float_dtype(frame["value"]):
         raise DataError(f"column 'value' must be float, got {frame['value'].dtype}")
+
+
+def native_intervals(rows: pd.DataFrame, specs: Mapping[str, SensorSpec]) -> pd.DataFrame:
+    """How often each (entity, sensor) logs: the catalogue's value, else inferred.
+
+    ``rows``: valid long rows sorted by entity, sensor, time. Inferred as the median spacing
+    of distinct timestamps (robust to a few gaps and bursts); NaT for a single timestamp.
+    """
+    times = rows[["entity", "sensor", "time"]].drop_duplicates()
+    spacing = times.groupby(["entity", "sensor"], observed=True)["time"].diff()
+    inferred = (
+        times.assign(spacing=spacing)
+        .groupby(["entity", "sensor"], observed=True)["spacing"]
+        .median()
+    )
+    declared = [
+        specs[str(sensor)].native_interval for sensor in inferred.index.get_level_values("sensor")
+    ]
+    use_declared = np.array([d is not None for d in declared], dtype=bool)
+    interval = pd.Series(
+        [pd.Timedelta(d) if d is not None else i for d, i in zip(declared, inferred, strict=True)],
+        index=inferred.index,
+        dtype="timedelta64[ns]",
+    )
+    return pd.DataFrame(
+        {
+            "native_interval": interval,
+            "interval_from": np.where(use_declared, "catalogue", "source"),
+        }
+    )
 
 
 def aggregate(
@@ -121,6 +153,7 @@ def aggregate(
 
     rows = rows.assign(bin=rows["time"].dt.floor(step))
     rows = rows.sort_values(["entity", "sensor", "time"], kind="stable")
+    intervals = native_intervals(rows, specs)
     keys = ["entity", "sensor", "bin"]
     conflicts = (
         rows.groupby(keys, observed=True)["source"]
@@ -170,9 +203,10 @@ def aggregate(
     per_sensor["dropped_spike"] = [
         spikes.get((str(e), str(s)), 0) for e, s in per_sensor.index.to_list()
     ]
-    per_sensor = per_sensor.astype("int64").reset_index()
+    per_sensor = per_sensor.astype("int64").join(intervals, how="left").reset_index()
     per_sensor["entity"] = per_sensor["entity"].astype(str)
     per_sensor["sensor"] = per_sensor["sensor"].astype(str)
+    per_sensor["slower_than_grid"] = per_sensor["native_interval"] > step
     report = AggregateReport(
         per_sensor=per_sensor, unknown_sensors=catalogue.unknown(sensors), freq=freq
     )

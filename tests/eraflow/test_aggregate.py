@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from eraflow.catalogue import load_catalogue
+from eraflow.catalogue import Catalogue, load_catalogue
 from eraflow.common.errors import ConfigError, DataError
 from eraflow.stages.aggregate import aggregate
 
@@ -108,3 +108,34 @@ def test_bad_input() -> None:
         aggregate([long("x", [0], [1.0])], cat, freq="1MS")
     with pytest.raises(DataError, match="valid range"):
         aggregate([long("co2_ppm", [0], [-5.0])], cat)
+
+
+def test_native_interval_is_declared_or_the_median_spacing_of_the_source() -> None:
+    """Reported per (entity, sensor): a 5-min logger, an hourly one with a gap, a declared one."""
+    five = list(range(0, 240, 5))  # 48 readings, every 5 min
+    hourly = [0, 60, 120, 240, 300, 360]  # one missed reading: spacings 60, 60, 120, 60, 60
+    frames = [
+        long("air_temp_c", five, [20.0] * len(five)),
+        long("rh_percent", hourly, [70.0] * len(hourly)),
+        long("co2_ppm", hourly, [400.0] * len(hourly)),
+    ]
+    base = load_catalogue()
+    specs = {name: base.get(name) for name in base.names}
+    specs["co2_ppm"] = specs["co2_ppm"].model_copy(
+        update={"native_interval": pd.Timedelta("30min")}
+    )
+    catalogue = Catalogue(specs, base.greenhouse)
+    report = aggregate(frames, catalogue, freq="10min").report.per_sensor.set_index("sensor")
+    assert report.at["air_temp_c", "native_interval"] == pd.Timedelta("5min")  # median 5
+    assert report.at["rh_percent", "native_interval"] == pd.Timedelta("1h")  # median of 60 x4, 120
+    assert report.at["co2_ppm", "native_interval"] == pd.Timedelta("30min")
+    assert report["interval_from"].to_dict() == {
+        "air_temp_c": "source",
+        "co2_ppm": "catalogue",
+        "rh_percent": "source",
+    }
+    assert report["slower_than_grid"].to_dict() == {
+        "air_temp_c": False,
+        "co2_ppm": True,
+        "rh_percent": True,
+    }
