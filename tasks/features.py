@@ -16,8 +16,8 @@ from eraflow.common.memory import release_memory
 from eraflow.config import FeatureOptions, GridOptions, StoreOptions
 from eraflow.runs.feature_store import engine_config_hash, write_era_features
 from eraflow.stages.batches import EraBatch
-from eraflow.stages.features import gpu_available, is_device_oom
-from eraflow.stages.greenhouse import concat_feature_rows, greenhouse_features
+from eraflow.stages.features import concat_feature_rows, gpu_available, is_device_oom
+from eraflow.stages.greenhouse import greenhouse_features
 from eraflow.stages.sensor_profiles import compute_profiled_features, engine_sensor_profiles
 from tasks._common import retry_transient
 from tasks.slices import read_batch
@@ -76,6 +76,8 @@ def era_features(
                 entity=batch.entity,
                 profiles=profiles,
                 device=device,
+                feature_values=features.values,
+                native_intervals={s: sensors.get(s).native_interval for s in part.sensors},
             )
 
         try:

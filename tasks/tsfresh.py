@@ -59,6 +59,7 @@ def era_tsfresh_features(
             catalogue=sensors,
             sensors=part.sensors,
             engine_provides={s: engine_profile_names(p) for s, p in engine_profiles.items()},
+            include_filled=features.values == "grid",
         )
         written = write_era_features(
             part.store,

@@ -359,6 +359,13 @@ class FeatureOptions(Section):
         description="Era levels that also run tsfresh itself, for calculators the engine "
         "lacks or as a reference. Default: none (the engine has tsfresh's catalogue).",
     )
+    values: Literal["measured", "grid"] = Field(
+        default="measured",
+        alias="feature_values",
+        description="What features are computed over: 'measured' (each sensor's own "
+        "readings at its own rate, no gap-filled value: an hourly sensor on a 10-min grid "
+        "gives its hourly values) or 'grid' (every grid row, gap-filled values included).",
+    )
     device: Device = Field(
         default="auto",
         description="Where the feature engine runs: 'auto' uses a GPU when "

@@ -23,7 +23,7 @@ from eraflow.stages.batches import config_hash
 from eraflow.stages.greenhouse import definition_digest
 from eraflow.store.base import Key, ResultStore
 
-ENGINE_VERSION = "features-3"  # tsfresh's whole catalogue; catalogue-raised profiles
+ENGINE_VERSION = "features-4"  # exact means; native rates; measured_values
 TSFRESH_VERSION = "tsfresh-0.21.2-2"
 
 
@@ -43,6 +43,7 @@ def engine_config_hash(features: FeatureOptions, freq: str, catalogue: Path | No
     return config_hash(
         {
             "profile": features.profile,
+            "values": features.values,
             "freq": freq,
             "catalogue": _catalogue_digest(catalogue),
             "greenhouse": definition_digest(load_catalogue(catalogue).greenhouse),
@@ -57,6 +58,7 @@ def tsfresh_config_hash(features: FeatureOptions, freq: str, catalogue: Path | N
         {
             "profile": features.tsfresh_profile,
             "engine_profile": features.profile,
+            "values": features.values,
             "freq": freq,
             "catalogue": _catalogue_digest(catalogue),
         },

@@ -153,15 +153,25 @@ def test_unknown_feature_name_is_a_config_error():
 
 # ---- rolling ------------------------------------------------------------------------------
 @pytest.mark.parametrize("step", ["5min", "10min"])
-def test_rolling_equals_pandas_rolling_within_each_era(step):
+@pytest.mark.parametrize("feature_values", ["measured", "grid"])
+def test_rolling_equals_pandas_rolling_within_each_era(step, feature_values):
     values, mask = make_frame(step, days=3)
     eras = make_eras(values.index, [30, 100, 101, 250])
-    out = compute_features(values, mask, eras, entity="gh1", profile="seeds", device="cpu")
+    out = compute_features(
+        values,
+        mask,
+        eras,
+        entity="gh1",
+        profile="seeds",
+        device="cpu",
+        feature_values=feature_values,
+    )
     got = out.set_index(["era_id", "sensor", "feature"])["value"]
     step_td = pd.Timedelta(step)
+    seen = values.mask(mask) if feature_values == "measured" else values  # filled: out
     checked = 0
     for _, era in eras.iterrows():
-        sl = values[(values.index >= era["start"]) & (values.index < era["end"])]
+        sl = seen[(seen.index >= era["start"]) & (seen.index < era["end"])]
         for sensor in values.columns:
             for window in ("30min", "2h"):
                 w = int(pd.Timedelta(window) / step_td)
@@ -244,7 +254,18 @@ def test_coverage_hand_computed():
     assert v[(1, "a", "coverage")] == pytest.approx(3 / 6)  # rows 5, 8, 9
     assert v[(0, "b", "coverage")] == 0.0
     assert np.isnan(v[(0, "b", "mean")])  # no valid value: NaN
-    assert v[(0, "a", "mean")] == pytest.approx((1 + 2 + 4) / 3)  # filled values count as values
+    assert v[(0, "a", "mean")] == pytest.approx((2 + 4) / 2)  # the measured values only
+    on_grid = compute_features(
+        values,
+        mask,
+        eras,
+        entity="gh1",
+        profile=["coverage", "mean"],
+        device="cpu",
+        feature_values="grid",
+    ).set_index(["era_id", "sensor", "feature"])["value"]
+    assert on_grid[(0, "a", "mean")] == pytest.approx((1 + 2 + 4) / 3)  # filled ones too
+    assert on_grid[(0, "a", "coverage")] == pytest.approx(2 / 4)
 
 
 def test_long_schema_and_wide_names():

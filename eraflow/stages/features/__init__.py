@@ -24,8 +24,10 @@ from eraflow.stages.features import catalog as catalog
 from eraflow.stages.features.arrays import gpu_available, select_array_module
 from eraflow.stages.features.engine import (
     FEATURE_COLUMNS,
+    FeatureValues,
     compute_features,
     compute_segment_matrix,
+    concat_feature_rows,
     infer_step,
     to_wide,
 )
@@ -49,8 +51,10 @@ __all__ = [
     "SEED_FEATURES",
     "Calculator",
     "FeatureSpec",
+    "FeatureValues",
     "compute_features",
     "compute_segment_matrix",
+    "concat_feature_rows",
     "feature",
     "feature_registry",
     "get_calculator",

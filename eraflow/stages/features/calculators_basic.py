@@ -29,6 +29,19 @@ def coverage(b: SegmentBatch, params: Params) -> Any:
     return b.div(real_n, b.grid_len.astype(np.float64))[None, :]
 
 
+@feature("measured_values", tsfresh=False, minimal=True, input="grid", empty_value=0.0)
+def measured_values(b: SegmentBatch, params: Params) -> Any:
+    """How many measured values the era's features rest on: not NaN and not gap-filled.
+
+    On a sensor's native grid (``feature_values = "measured"``) this is the number of its
+    readings in the era, whatever the grid's step, so a modeller can weight or drop thin
+    (era, sensor) pairs; on the full grid it still counts only the measured rows.
+    """
+    xp = b.xp
+    real = b.grid_valid if b.filled is None else b.grid_valid & ~b.filled
+    return ar.seg_count(xp, real, b.grid_seg, b.nseg).astype(np.float64)[None, :]
+
+
 @feature("diff_std", tsfresh=False)
 def diff_std(b: SegmentBatch, params: Params) -> Any:
     """Population standard deviation (ddof 0) of the first differences of the valid values.

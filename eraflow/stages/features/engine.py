@@ -13,18 +13,23 @@ over in Python.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import timedelta
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 
 from eraflow.common.errors import ConfigError, DataError
 from eraflow.stages.features import arrays as ar
+from eraflow.stages.features.native import NativeRate, native_rates, row_numbers
 from eraflow.stages.features.registry import FeatureSpec, get_calculator, resolve_features
 from eraflow.stages.features.segments import SegmentBatch
 
 FEATURE_COLUMNS = ("entity", "level", "era_id", "sensor", "feature", "value", "engine")
+FeatureValues = Literal["measured", "grid"]
+"""What the engine reads per (era, sensor): each sensor's measured values at its own rate, or
+every row of the gap-filled grid."""
 _ERA_COLUMNS = ("level", "era_id", "start", "end")
 
 
@@ -142,6 +147,8 @@ def compute_features(
     device: ar.Device = "auto",
     sensors: Sequence[str] | None = None,
     step: str | pd.Timedelta | None = None,
+    feature_values: FeatureValues = "measured",
+    native_intervals: Mapping[str, timedelta | None] | None = None,
 ) -> pd.DataFrame:
     """Compute features for every era of ``eras`` and every sensor, in one batched pass.
 
@@ -167,13 +174,86 @@ def compute_features(
         Subset of columns (default: all).
     step
         Grid step; inferred from the index when omitted.
+    feature_values
+        ``"measured"`` (default): each sensor on its native grid
+        (:mod:`eraflow.stages.features.native`), gap-filled values left out, so a sensor
+        slower than the grid is read at its own interval and rolling and time-wise features
+        use its own step; one batched pass per distinct native grid. ``"grid"``: every grid
+        row, gap-filled values included.
+    native_intervals
+        Declared logging intervals per sensor (the catalogue's); others are inferred.
 
     Returns
     -------
     pandas.DataFrame
         Long table with columns exactly :data:`FEATURE_COLUMNS`, on the host.
     """
+    if feature_values not in ("measured", "grid"):
+        raise ConfigError(f"feature_values must be 'measured' or 'grid', got {feature_values!r}")
     validate_inputs(values, fill_mask, eras)
+    if feature_values == "grid":
+        return _compute_on_grid(values, fill_mask, eras, entity, profile, device, sensors, step)
+    cols = list(values.columns) if sensors is None else list(sensors)
+    step_td = pd.Timedelta(step) if step is not None else infer_step(values.index)
+    if step_td is None:  # one row: nothing to infer a rate from
+        return _compute_on_grid(values, fill_mask, eras, entity, profile, device, cols, step)
+    unknown = [c for c in cols if c not in values.columns]
+    if unknown:
+        raise ConfigError(f"unknown sensors {unknown}; values has {list(values.columns)}")
+    measured = values[cols]
+    mask = None if fill_mask is None else fill_mask[cols]
+    if mask is not None:
+        measured = measured.mask(mask.to_numpy(dtype=bool))
+    rates = native_rates(measured, mask, step_td, native_intervals)
+    groups: dict[NativeRate, list[str]] = {}
+    for sensor in cols:
+        groups.setdefault(rates[sensor], []).append(sensor)
+    numbers = row_numbers(pd.DatetimeIndex(values.index), step_td)
+    parts = []
+    for rate, group in groups.items():
+        on = rate.rows(numbers)
+        parts.append(
+            _compute_on_grid(
+                measured.loc[on, group],
+                None if mask is None else mask.loc[on, group],
+                eras,
+                entity,
+                profile,
+                device,
+                group,
+                step_td * rate.stride,
+                native_stride=rate.stride,
+            )
+        )
+    return parts[0] if len(parts) == 1 else concat_feature_rows(parts)
+
+
+def concat_feature_rows(frames: Iterable[pd.DataFrame]) -> pd.DataFrame:
+    """Long feature tables one after the other, label columns kept categorical.
+
+    ``pd.concat`` turns categoricals with different categories into objects (a string per
+    row); the engine's batches hold millions of rows, so the labels are re-encoded.
+    """
+    parts = [f for f in frames if len(f.columns)]
+    out = pd.concat(parts, ignore_index=True)
+    for column in ("entity", "level", "sensor", "feature", "engine"):
+        if column in out.columns and not isinstance(out[column].dtype, pd.CategoricalDtype):
+            out[column] = out[column].astype("category")
+    return out
+
+
+def _compute_on_grid(
+    values: pd.DataFrame,
+    fill_mask: pd.DataFrame | None,
+    eras: pd.DataFrame,
+    entity: str,
+    profile: str | Sequence[str | FeatureSpec],
+    device: ar.Device,
+    sensors: Sequence[str] | None,
+    step: str | pd.Timedelta | None,
+    native_stride: int = 1,
+) -> pd.DataFrame:
+    """The batched pass over every row of ``values`` (one regular grid, native or not)."""
     specs = resolve_features(profile)
     cols = list(values.columns) if sensors is None else list(sensors)
     unknown = [c for c in cols if c not in values.columns]
@@ -221,6 +301,7 @@ def compute_features(
         xp.asarray(offsets),
         filled=filled,
         step_ns=None if step_td is None else int(step_td.value),
+        native_stride=native_stride,
     )
     matrix = _run(batch, specs)
 

@@ -239,7 +239,7 @@ def _seed_names() -> list[str]:
         for window in _ROLLING_SEED_WINDOWS:
             for agg in _ROLLING_AGGS:
                 names.append(f'rolling_{stat}__agg_"{agg}"__window_"{window}"')
-    names += ["mean_change", "diff_std", "coverage"]
+    names += ["mean_change", "diff_std", "coverage", "measured_values"]
     return names
 
 
@@ -250,7 +250,7 @@ def profile_specs(profile: str) -> list[FeatureSpec]:
     """Features of a profile, discovered from the registry.
 
     - ``"minimal"``: default grids of calculators flagged ``minimal`` (tsfresh's minimal set,
-      plus coverage);
+      plus coverage and measured_values);
     - ``"seeds"``: :data:`SEED_FEATURES`;
     - ``"efficient"``: default grids of every calculator but tsfresh's ``high_comp_cost``
       ones, plus the seeds;

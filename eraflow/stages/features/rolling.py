@@ -9,7 +9,9 @@ has no complete window.
 
 Windows are given in time (pandas offsets such as ``"30min"``, ``"2h"``) and converted with the
 grid step: ``window_rows = window / step``, which must be a whole number, so a feature means the
-same at any resampling interval.
+same at any resampling interval. A sensor read on its native grid (slower than the grid) uses
+its own step: a 2-hour window of an hourly sensor holds two readings, and a window shorter
+than its interval (or not a whole number of them) holds none: NaN.
 
 Names follow tsfresh's parameter convention (sorted keys, quoted strings), e.g.
 ``rolling_mean__agg_"max"__window_"30min"``: the largest 30-minute mean of the era.
@@ -80,13 +82,31 @@ def _window_reduce(xp: Any, a: Any, w: int, op: Any) -> Any:
     return acc
 
 
+def _native_window_rows(window: str, b: SegmentBatch) -> int | None:
+    """Rows of the batch's grid in ``window``; None where no whole number of readings fits.
+
+    On a sensor's native grid (one reading per ``native_stride`` grid steps) a window that is
+    a whole number of grid steps but not of the sensor's interval (30 min of an hourly
+    sensor) holds no whole number of readings: its features are NaN, not an error.
+    """
+    if b.native_stride == 1 or b.step_ns is None:
+        return window_rows(window, b.step_ns)
+    window_rows(window, b.step_ns // b.native_stride)  # a bad window is an error at any rate
+    w_ns = int(pd.Timedelta(window).value)
+    return w_ns // b.step_ns if w_ns % b.step_ns == 0 else None
+
+
 def _rolling(b: SegmentBatch, window: str) -> dict[str, tuple[Any, Any]]:
     """Rolling mean/std/min/max of every complete NaN-free window: ``stat -> (values, seg)``."""
     cache = b.__dict__.setdefault("_rolling_cache", {})
-    w = window_rows(window, b.step_ns)
+    rows = _native_window_rows(window, b)
+    xp = b.xp
+    if rows is None:  # no whole number of readings in the window: no window at all
+        none = (xp.zeros(0), xp.zeros(0, dtype=np.int64))
+        return dict.fromkeys(("mean", "std", "min", "max"), none)
+    w = rows
     if w in cache:
         return cache[w]
-    xp = b.xp
     g = b.grid
     n = int(g.shape[0])
     gpos = xp.arange(n, dtype=np.int64) - b.grid_offsets[b.grid_seg]

@@ -35,6 +35,9 @@ class SegmentBatch:
         Optional flat bool array aligned with ``grid``: True where gap-fill produced the value.
     step_ns
         Grid step in nanoseconds (needed by time-window features), or None.
+    native_stride
+        Grid rows per row of this batch when it holds sensors on their native grid (one
+        reading every ``native_stride`` grid steps; ``step_ns`` is then the native step).
     """
 
     def __init__(
@@ -45,6 +48,7 @@ class SegmentBatch:
         *,
         filled: Any | None = None,
         step_ns: int | None = None,
+        native_stride: int = 1,
     ) -> None:
         self.xp = xp
         self.grid = grid.astype(np.float64, copy=False)
@@ -52,6 +56,7 @@ class SegmentBatch:
         self.nseg = int(grid_offsets.shape[0]) - 1
         self.filled = filled
         self.step_ns = step_ns
+        self.native_stride = native_stride
         self.grid_len = xp.diff(self.grid_offsets)
         self.grid_seg = ar.segment_ids(xp, self.grid_offsets, int(self.grid.shape[0]))
         valid = ~xp.isnan(self.grid)

@@ -588,20 +588,6 @@ def greenhouse_features(
     return _long(entity, eras_e, chosen, matrix)
 
 
-def concat_feature_rows(frames: Iterable[pd.DataFrame]) -> pd.DataFrame:
-    """Long feature tables one after the other, label columns kept categorical.
-
-    ``pd.concat`` turns categoricals with different categories into objects (a string per
-    row); the engine's batches hold millions of rows, so the labels are re-encoded.
-    """
-    parts = [f for f in frames if len(f.columns)]
-    out = pd.concat(parts, ignore_index=True)
-    for column in ("entity", "level", "sensor", "feature", "engine"):
-        if column in out.columns and not isinstance(out[column].dtype, pd.CategoricalDtype):
-            out[column] = out[column].astype("category")
-    return out
-
-
 def _step(index: pd.DatetimeIndex, step: str | pd.Timedelta | None) -> pd.Timedelta:
     inferred = infer_step(index)
     if step is None:
