@@ -19,6 +19,7 @@ def selection_settings(selection: SelectionOptions, device: Device) -> Selection
     return SelectionSettings(
         correlation_threshold=selection.correlation_threshold,
         fdr_level=selection.fdr_level,
+        hypotheses_independent=selection.hypotheses_independent,
         target_sensor=selection.target_sensor,
         target_how=selection.target_how,
         device="cpu" if device == "auto" else device,

@@ -418,7 +418,14 @@ class SelectionOptions(Section):
         default=0.05,
         gt=0.0,
         lt=1.0,
-        description="False discovery rate of the relevance tests (Benjamini-Yekutieli).",
+        description="False discovery rate of the relevance tests; also the significance "
+        "that sets how many eras the correlation filter needs.",
+    )
+    hypotheses_independent: bool = Field(
+        default=False,
+        description="FDR procedure of the relevance tests: Benjamini-Hochberg (true: the "
+        "features' tests are independent) or Benjamini-Yekutieli (false, tsfresh's default: "
+        "valid under any dependence, as between features of one sensor).",
     )
 
 

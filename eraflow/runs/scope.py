@@ -182,6 +182,7 @@ class SelectionSettings:
 
     correlation_threshold: float = 0.95
     fdr_level: float = 0.05
+    hypotheses_independent: bool = False
     target_sensor: str | None = None
     target_how: Aggregation = "mean"
     device: Device = "cpu"
@@ -215,6 +216,7 @@ def select_scope(
         device=settings.device,
         correlation_threshold=settings.correlation_threshold,
         fdr_level=settings.fdr_level,
+        hypotheses_independent=settings.hypotheses_independent,
         target_per_era=target,
         leaking=[c for c in matrix.columns if c.startswith(f"{settings.target_sensor}__")],
         progress=progress,

@@ -799,6 +799,7 @@ def select(
     fdr_level: float = 0.05,
     ml_task: MLTask = "auto",
     min_eras: int | None = None,
+    hypotheses_independent: bool = False,
     device: ar.Device = "cpu",
     target_per_era: pd.Series | None = None,
     leaking: Sequence[str] = (),
@@ -818,7 +819,7 @@ def select(
         Aggregation of the target over each era.
     variance_threshold, correlation_threshold, max_nan_fraction, device
         See :func:`select_features_unsupervised`.
-    fdr_level, ml_task, min_eras
+    fdr_level, ml_task, min_eras, hypotheses_independent
         See :func:`select_relevant`; ``fdr_level`` is also the correlation filter's
         ``significance``, and ``min_eras`` (when given) both filters' minimum.
     target_per_era
@@ -858,6 +859,7 @@ def select(
         fdr_level=fdr_level,
         ml_task=ml_task,
         min_eras=min_eras,
+        hypotheses_independent=hypotheses_independent,
         leaking=[name for name in leaking if name in first.matrix.columns],
     )
     merged = first.selection.set_index("feature")

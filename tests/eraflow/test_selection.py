@@ -471,3 +471,32 @@ def test_features_of_the_target_itself_are_not_tested() -> None:
     assert (sel["eras"] == 60).all()  # every decision rests on the 60 eras with a target
     # the 20 noise features are still tested: at fdr 0.05 none of them is relevant
     assert sel.loc[sel.index.str.startswith("n__"), "reason"].str.startswith("not relevant").all()
+
+
+def _fdr_kept(p: dict[str, float], level: float, dependent: bool) -> set[str]:
+    """Benjamini-Hochberg (or -Yekutieli) by hand: the largest rank k with p_(k) <= k/m q."""
+    names = sorted(p, key=p.get)
+    m = len(names)
+    q = level / (sum(1 / i for i in range(1, m + 1)) if dependent else 1.0)
+    passed = [k for k in range(1, m + 1) if p[names[k - 1]] <= k / m * q]
+    return set(names[: max(passed)]) if passed else set()
+
+
+def test_benjamini_hochberg_or_yekutieli_as_asked() -> None:
+    """BH keeps a moderately related feature that BY (valid under dependence) does not."""
+    from scipy.stats import kendalltau
+
+    rng = np.random.default_rng(1)
+    n = 60
+    y = rng.normal(size=n)
+    cols = {f"s__w{k}": y + s * rng.normal(size=n) for k, s in enumerate([1.2, 1.4, 1.6, 1.8])}
+    cols |= {f"n__noise_{k:02d}": rng.normal(size=n) for k in range(16)}
+    matrix = pd.DataFrame(cols, index=era_index(n))
+    target = pd.Series(y, index=matrix.index)
+    p = {name: float(kendalltau(col, y).pvalue) for name, col in cols.items()}
+    for independent in (False, True):
+        res = select_relevant(
+            matrix, target, ml_task="regression", hypotheses_independent=independent
+        )
+        assert set(res.kept) == _fdr_kept(p, 0.05, dependent=not independent)
+    assert _fdr_kept(p, 0.05, dependent=False) > _fdr_kept(p, 0.05, dependent=True)
