@@ -202,8 +202,9 @@ def compute_features(
         raise ConfigError(f"unknown sensors {unknown}; values has {list(values.columns)}")
     measured = values[cols]
     mask = None if fill_mask is None else fill_mask[cols]
-    if mask is not None:
-        measured = measured.mask(mask.to_numpy(dtype=bool))
+    filled = None if mask is None else mask.to_numpy(dtype=bool)
+    if filled is not None and filled.any():  # most batches of a 5-minute logger: none
+        measured = measured.mask(filled)
     rates = native_rates(measured, mask, step_td, native_intervals)
     groups: dict[NativeRate, list[str]] = {}
     for sensor in cols:
