@@ -9,18 +9,11 @@ from prefect.cache_policies import NO_CACHE
 
 from eraflow.catalogue import load_catalogue
 from eraflow.common.errors import DataError
+from eraflow.common.grid import interval_text
 from eraflow.common.memory import release_memory
 from eraflow.config import GridOptions, SourceOptions
 from eraflow.stages.aggregate import AggregateResult, aggregate
 from tasks._common import retry_transient
-
-
-def _interval_text(interval: pd.Timedelta) -> str:
-    """``1h``, ``5min``, ``90s``; ``-`` when unknown (a single timestamp)."""
-    if pd.isna(interval):
-        return "-"
-    text = str(pd.tseries.frequencies.to_offset(pd.Timedelta(interval)).freqstr)
-    return text if text[0].isdigit() else f"1{text}"
 
 
 @task(
@@ -56,7 +49,7 @@ def aggregate_grid(
         create_table_artifact(
             key="data-quality",
             table=quality.assign(
-                native_interval=quality["native_interval"].map(_interval_text)
+                native_interval=quality["native_interval"].map(interval_text)
             ).to_dict(orient="records"),
             description="Per sensor: values read, values dropped in aggregation (non-finite, "
             "outside the catalogue's range, grid spikes of its Hampel check), and how often "
@@ -68,9 +61,9 @@ def aggregate_grid(
             "%s/%s logs every %s (grid %s): its features use its own %s values",
             row.entity,
             row.sensor,
-            _interval_text(row.native_interval),
+            interval_text(row.native_interval),
             grid.freq,
-            _interval_text(row.native_interval),
+            interval_text(row.native_interval),
         )
     for row in quality[dropped > 0].itertuples():
         logger.warning(

@@ -10,7 +10,7 @@ from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE
 
 from eraflow.catalogue import load_catalogue
-from eraflow.common.grid import grid_step
+from eraflow.common.grid import grid_step, interval_text
 from eraflow.config import StoreOptions
 from eraflow.runs.report import (
     coverage_by_sensor,
@@ -63,6 +63,8 @@ def run_report(
         quality = inputs.astype({"entity": str, "sensor": str}).merge(
             coverage, on=["entity", "sensor"], how="outer"
         )
+        if "native_interval" in quality:
+            quality["native_interval"] = quality["native_interval"].map(interval_text)
         sections = {
             "quality": quality,
             "eras": eras_by_level(opened, entities),
