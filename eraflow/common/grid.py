@@ -68,7 +68,7 @@ def nan_runs(missing: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def interval_text(interval: object) -> str:
     """A duration as people write it: ``1h``, ``5min``, ``90s``; ``-`` when unknown."""
-    if interval is None or pd.isna(interval):  # type: ignore[arg-type]
+    if interval is None or pd.isna(interval):
         return "-"
     text = str(pd.tseries.frequencies.to_offset(pd.Timedelta(interval)).freqstr)
     return text if text[0].isdigit() else f"1{text}"
