@@ -124,6 +124,22 @@ def stores(*entities: str) -> Check:
     return check
 
 
+def relevance_at(level: str, target: str) -> Check:
+    """The worked example: tested features at ``level``, the target's own ones left out."""
+
+    def check(done: Done) -> None:
+        selection = pd.read_parquet(done.folder / "eraflow-store" / "selection")
+        rows = selection[selection["level"].astype(str) == level]
+        reasons = rows["reason"].astype(str)
+        assert reasons.str.startswith("relevant (p=").any(), reasons.value_counts().head()
+        assert reasons.str.startswith("not relevant").any()
+        own = rows["feature"].astype(str).str.startswith(f"{target}__")
+        assert (~rows.loc[own, "kept"]).all() and own.any()
+        assert reasons[own].str.startswith("computed from the target").any()
+
+    return check
+
+
 def wrote(name: str, rows_at_least: int = 1) -> Check:
     def check(done: Done) -> None:
         path = done.folder / name
@@ -163,7 +179,11 @@ CHECKS: list[tuple[str, Check]] = [
     (r"eraflow run --help", prints("--start", "--store", "--era-levels.level-c")),
     (
         r"eraflow run --source knudjepsen",
-        both(prints("flow run Completed", "kj_no3, kj_no4"), stores("kj_no3", "kj_no4")),
+        both(
+            prints("flow run Completed", "kj_no3, kj_no4", "selection kj_no3+kj_no4/C"),
+            stores("kj_no3", "kj_no4"),
+            relevance_at("C", "pipe_temp_1_c"),
+        ),
     ),
     (r"eraflow run --source aarslev", both(prints("flow run Completed"), stores("aarslev_celle5"))),
     (r"eraflow run --source my_mapping\.toml", both(prints("house_3"), stores("house_3"))),
