@@ -124,12 +124,14 @@ def stores(*entities: str) -> Check:
     return check
 
 
-def relevance_at(level: str, target: str) -> Check:
+def relevance_at(scope: str, level: str, target: str) -> Check:
     """The worked example: tested features at ``level``, the target's own ones left out."""
 
     def check(done: Done) -> None:
         selection = pd.read_parquet(done.folder / "eraflow-store" / "selection")
-        rows = selection[selection["level"].astype(str) == level]
+        rows = selection[
+            (selection["scope"].astype(str) == scope) & (selection["level"].astype(str) == level)
+        ]
         reasons = rows["reason"].astype(str)
         assert reasons.str.startswith("relevant (p=").any(), reasons.value_counts().head()
         assert reasons.str.startswith("not relevant").any()
@@ -182,7 +184,7 @@ CHECKS: list[tuple[str, Check]] = [
         both(
             prints("flow run Completed", "kj_no3, kj_no4", "selection kj_no3+kj_no4/C"),
             stores("kj_no3", "kj_no4"),
-            relevance_at("C", "pipe_temp_1_c"),
+            relevance_at("kj_no3+kj_no4", "C", "pipe_temp_1_c"),
         ),
     ),
     (r"eraflow run --source aarslev", both(prints("flow run Completed"), stores("aarslev_celle5"))),
