@@ -87,6 +87,9 @@ def check_rows(spec: Table, frame: pd.DataFrame, key: Key) -> pd.DataFrame:
     A replace may only insert rows its key range deletes again on a re-run: otherwise a re-run
     would duplicate them (a row outside the range) or a write could reach another owner.
     """
+    absent_added = [c for c in spec.added if c not in frame.columns]
+    if absent_added:  # written before the column existed: unknown, not an error
+        frame = frame.assign(**{c: pd.NA for c in absent_added})
     missing = [c for c in spec.names if c not in frame.columns]
     if missing:
         raise StoreError(f"{spec.name}: the frame lacks columns {missing}; it needs {spec.names}")

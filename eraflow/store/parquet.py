@@ -112,12 +112,27 @@ def _reason(exc: BaseException) -> str:
     return text if len(text) <= 160 else text[:157] + "..."
 
 
+def read_file(spec: Table, path: Path) -> pa.Table:
+    """One file of ``spec`` in its schema; columns added to the table later read as null."""
+    try:
+        return pq.read_table(path, schema=spec.schema)
+    except ValueError:
+        if not spec.added:
+            raise
+    data = pq.read_table(path)
+    for name in spec.added:
+        if name not in data.column_names:
+            field = spec.schema.field(name)
+            data = data.append_column(field, pa.nulls(len(data), field.type))
+    return data.select(spec.names).cast(spec.schema)
+
+
 def unreadable_files(spec: Table, files: Sequence[Path]) -> list[tuple[Path, str]]:
     """The files (of ``spec``) that cannot be read whole, with why; absent files are skipped."""
     bad = []
     for path in files:
         try:
-            pq.read_table(path, schema=spec.schema)
+            read_file(spec, path)
         except FileNotFoundError:
             continue
         except _READ_ERRORS as exc:
@@ -570,7 +585,7 @@ class ParquetStore:
         """A file's rows; None for an unreadable file the write covers (to quarantine)."""
         spec = plan.spec
         try:
-            return pq.read_table(path, schema=spec.schema)
+            return read_file(spec, path)
         except FileNotFoundError:
             return None
         except _READ_ERRORS as exc:

@@ -57,6 +57,8 @@ class Table:
     key: tuple[str, ...]
     partition: Partition
     time_column: str | None = None
+    added: tuple[str, ...] = ()
+    """Columns added after stores were written: a frame or file without them reads as null."""
 
     @property
     def names(self) -> list[str]:
@@ -208,13 +210,14 @@ SELECTION = Table(
         ("feature", "text"),
         ("kept", "bool"),
         ("reason", "text"),
-        ("eras", "int"),
         ("position", "int"),
         ("run_id", "text"),
+        ("eras", "int"),  # added by migration 5: PostgreSQL appends it
     ),
     owner="scope",
     key=("scope", "level", "feature"),
     partition="level",
+    added=("eras",),
 )
 """Selection per scope and level; ``eras``: how many eras the decision rests on; ``position``
 is the kept feature's matrix column (else -1)."""
