@@ -1,7 +1,8 @@
 """Run every benchmark in turn; each prints its own table (ratios against a same-process baseline).
 
 Usage: python benchmarks/run_all.py [name ...]
-(names: eras, features, catalogue, tsfresh_stage, greenhouse, sink, scoped_runs)
+(names: eras, features, catalogue, tsfresh_stage, greenhouse, sink, scoped_runs,
+prefect_overhead)
 """
 
 from __future__ import annotations
@@ -12,7 +13,16 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-ALL = ["eras", "features", "catalogue", "tsfresh_stage", "greenhouse", "sink", "scoped_runs"]
+ALL = [
+    "eras",
+    "features",
+    "catalogue",
+    "tsfresh_stage",
+    "greenhouse",
+    "sink",
+    "scoped_runs",
+    "prefect_overhead",
+]
 
 
 def main(argv: list[str]) -> int:
