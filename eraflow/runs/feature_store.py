@@ -18,10 +18,10 @@ import pandas as pd
 
 from eraflow.catalogue import load_catalogue
 from eraflow.config import FeatureOptions
-from eraflow.runs.history import stage_engines
 from eraflow.stages.batches import config_hash
 from eraflow.stages.greenhouse import definition_digest
 from eraflow.store.base import Key, ResultStore
+from eraflow.store.tables import stage_engines
 
 ENGINE_VERSION = "features-4"  # exact means; native rates; measured_values
 TSFRESH_VERSION = "tsfresh-0.21.2-2"

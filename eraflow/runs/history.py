@@ -53,7 +53,7 @@ from eraflow.stages.eras.penalty_path import (
 from eraflow.stages.eras.regimes import regime_labels
 from eraflow.store.base import Key, Range, ResultStore
 from eraflow.store.grid import read_entity_grid
-from eraflow.store.tables import ENGINE_STAGES, ERA_PENALTIES, ERAS
+from eraflow.store.tables import ERA_PENALTIES, ERAS
 
 ERA_KEY = ["level", "era_id"]
 
@@ -191,11 +191,6 @@ def stale_eras(
         return pd.DataFrame({"level": [], "era_id": [], "stage": []})
     out = pd.concat(rows, ignore_index=True)
     return out.astype({"era_id": "int64"}).sort_values([*ERA_KEY, "stage"]).reset_index(drop=True)
-
-
-def stage_engines(stage: str) -> list[str]:
-    """The ``engine`` values of the feature rows one stage writes."""
-    return sorted(e for e, s in ENGINE_STAGES.items() if s == stage)
 
 
 def drop_era_features(store: ResultStore, entity: str, eras: pd.DataFrame) -> None:

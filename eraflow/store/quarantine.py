@@ -23,7 +23,7 @@ import pandas as pd
 
 from eraflow.common.errors import StoreError
 from eraflow.store.base import Key, Range
-from eraflow.store.tables import ENGINE_STAGES, Table
+from eraflow.store.tables import Table, stage_engines
 
 QUARANTINE = ".quarantine"
 
@@ -40,12 +40,6 @@ class CorruptPartitionError(StoreError):
     def __init__(self, message: str, files: Sequence[Path]) -> None:
         super().__init__(message)
         self.files = list(files)
-
-
-def stage_engines(stage: str) -> list[str]:
-    """The ``engine`` values whose feature rows a stage's file holds."""
-    engines = sorted(e for e, s in ENGINE_STAGES.items() if s == stage)
-    return engines or [stage]
 
 
 def _month_bounds(name: str) -> tuple[pd.Timestamp, pd.Timestamp] | None:

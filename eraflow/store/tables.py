@@ -266,6 +266,11 @@ The greenhouse family is written by the engine stage, in the same write as its r
 """
 
 
+def stage_engines(stage: str) -> list[str]:
+    """The ``engine`` values of the feature rows one stage writes (and its file holds)."""
+    return sorted(e for e, s in ENGINE_STAGES.items() if s == stage) or [stage]
+
+
 def table(name: str) -> Table:
     """The declaration of table ``name``; a StoreError lists the tables when unknown."""
     try:

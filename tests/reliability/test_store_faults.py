@@ -32,6 +32,7 @@ from eraflow.store import CorruptPartitionError, Key, ParquetStore, Range, Resul
 from eraflow.store.crash import ENV
 from eraflow.store.grid import read_entity_grid, write_grid
 from eraflow.store.repair import repair
+from eraflow.store.tables import stage_engines
 from tests.pg import fresh_database
 
 REPO = Path(__file__).resolve().parents[2]
@@ -150,9 +151,9 @@ def test_a_kill_between_the_selection_and_matrix_writes_leaves_a_consistent_pair
     selection = store.read("selection", Key(SCOPE))
     assert select_in_child(kind, where, schema, None) == 0  # a plain re-run
     after = read_feature_matrix(store, SCOPE, LEVEL)
-    assert before.columns.tolist() == ["start", "end", "x__max", "x__mean", "x__std"]
-    assert after.columns.tolist() == ["start", "end", "y__max", "y__mean", "y__std"]
-    assert not np.allclose(before.iloc[:, 2:].to_numpy(), after.iloc[:, 2:].to_numpy())
+    assert before.columns.tolist() == ["x__max", "x__mean", "x__std"]
+    assert after.columns.tolist() == ["y__max", "y__mean", "y__std"]
+    assert not np.allclose(before.to_numpy(), after.to_numpy())
     # what a reader saw after the kill: one run's names over the same run's values
     pd.testing.assert_frame_equal(seen, before if sees == "before" else after)
     assert set(selection["run_id"]) == {"run-1" if sees == "before" else "run-2"}
@@ -247,7 +248,7 @@ def test_a_write_covering_a_whole_unreadable_file_moves_it_aside_and_proceeds(
 ) -> None:
     caplog.set_level(logging.WARNING, logger="eraflow")
     store = ParquetStore(tmp_path)
-    key = Key("a", {"level": "C", "era_id": [3], "engine": ["cupy", "numpy"]})
+    key = Key("a", {"level": "C", "era_id": [3], "engine": stage_engines("engine")})
     store.replace("features", features("a", 3, 1.0), key)
     path = tmp_path / "features" / "a" / "C" / "3-engine.parquet"
     truncate(path)
@@ -267,7 +268,7 @@ def test_repair_of_a_feature_file_drops_its_ledger_rows_so_the_era_is_recomputed
         store.replace(
             "features",
             features("a", era, float(era)),
-            Key("a", {"level": "C", "era_id": [era], "engine": ["cupy", "numpy"]}),
+            Key("a", {"level": "C", "era_id": [era], "engine": stage_engines("engine")}),
         )
     ledger = pd.DataFrame(
         {
@@ -287,7 +288,7 @@ def test_repair_of_a_feature_file_drops_its_ledger_rows_so_the_era_is_recomputed
     report = repair(store)
     assert [q.path.as_posix() for q in report.quarantined] == ["features/a/C/2-engine.parquet"]
     assert report.quarantined[0].key == Key(
-        "a", {"level": "C", "era_id": [2], "engine": ["cupy", "numpy"]}
+        "a", {"level": "C", "era_id": [2], "engine": ["cupy", "greenhouse", "numpy"]}
     )
     assert report.invalidated and "era 2 stage engine" in report.invalidated[0]
     assert store.read("feature_ledger", Key("a"))["era_id"].tolist() == [1]
