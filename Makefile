@@ -18,7 +18,7 @@ export MPLBACKEND ?= Agg
 STORE ?= $(CURDIR)/eraflow-store
 ARGS ?=
 
-.PHONY: venv demo test test-fast lint bench gpu-check clean
+.PHONY: venv demo test test-fast lint bench gpu-check multihost clean
 
 venv: $(STAMP)
 
@@ -40,6 +40,11 @@ test: $(STAMP)
 ## The fast part: no slow end-to-end, server or browser tests (about 3.5 min on 2 cores).
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -m "not slow and not server" $(PYTEST_ARGS)
+
+## Scale-out across hosts, as network namespaces of this machine (needs root and iproute2): a
+## backfill through the deployments, a GPU host cut off mid-run. Not part of `make test`.
+multihost: $(STAMP)
+	$(BIN)/python -m pytest -m multihost -s tests/multihost $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -7,11 +7,17 @@ when
 
 - the child is still Scheduled or Pending and its pool has had no live worker (no heartbeat
   within three heartbeat intervals) for ``lost_after``;
-- the child's process, on this host, is gone while the child is Pending or Running;
+- the child's process, seen on this host, is gone while the child is Pending or Running;
+- the child is Running on another host and its flow-run heartbeats (Prefect's
+  ``prefect.flow-run.heartbeat`` events, every ``PREFECT_FLOWS_HEARTBEAT_FREQUENCY`` seconds;
+  prefect.yaml sets 30) stopped for ``lost_after`` or three heartbeat intervals, whichever is
+  longer: the host died or was cut off;
 - the child has not ended within ``timeout``.
 
 Detection time is therefore at most ``lost_after`` plus one poll (plus the worker's own
-heartbeat interval, 30 s by default) for a dead worker, and one poll for a dead process.
+heartbeat interval, 30 s by default) for a dead worker, one poll for a dead process, and the
+heartbeat silence above for a lost host. A lost process or host whose pool still has a live
+worker is retried as a new child run, which that worker (on another host) takes.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.objects import FlowRun, StateType
+from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
 from prefect.states import Crashed
 
 from eraflow.common.errors import EraflowError, TransientError
@@ -60,13 +67,86 @@ def _pool_has_live_worker(client: SyncPrefectClient, pool: str | None) -> bool:
     return False
 
 
-def _process_gone(run: FlowRun) -> bool:
-    """The child's process ran on this host and no longer exists."""
-    pid = run.infrastructure_pid or ""
-    host, _, number = pid.rpartition(":")
-    if not number.isdigit() or host not in (socket.gethostname(), ""):
-        return False
-    return not psutil.pid_exists(int(number))
+class LocalProcess:
+    """The child's process, once seen on this host; then whether it is gone.
+
+    A process worker records a bare pid (older Prefect: ``host:pid``), not its host. A pid is
+    taken as the child's only when a process of that pid here carries the child's
+    ``PREFECT__FLOW_RUN_ID``; a pid never seen so is another host's, judged by its heartbeats,
+    never by this host's process table.
+    """
+
+    def __init__(self) -> None:
+        self.pid: int | None = None
+
+    def gone(self, run: FlowRun) -> bool:
+        """Whether the child's process, seen here before, has ended (False until seen)."""
+        if self.pid is None:
+            self.pid = self._find(run)
+            return False
+        try:
+            return psutil.Process(self.pid).status() == psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return True
+
+    @staticmethod
+    def _find(run: FlowRun) -> int | None:
+        host, _, number = (run.infrastructure_pid or "").rpartition(":")
+        if not number.isdigit() or host not in (socket.gethostname(), ""):
+            return None
+        try:
+            environment = psutil.Process(int(number)).environ()
+        except psutil.Error:
+            return None
+        return int(number) if environment.get("PREFECT__FLOW_RUN_ID") == str(run.id) else None
+
+
+HEARTBEAT = "prefect.flow-run.heartbeat"
+HEARTBEATS_MISSED = 3
+"""Heartbeat intervals without one before a Running child's host counts as lost."""
+
+
+def _declared_heartbeat(client: SyncPrefectClient, run: FlowRun) -> float:
+    """Seconds between heartbeats the child's deployment sets (prefect.yaml), else Prefect's."""
+    from prefect.settings.models.flows import FlowsSettings
+
+    default = FlowsSettings.model_fields["heartbeat_frequency"].default
+    env: dict[str, Any] = {}
+    if run.deployment_id is not None:
+        variables = client.read_deployment(run.deployment_id).job_variables or {}
+        env = dict(variables.get("env") or {})
+    return float(env.get("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", default))
+
+
+def heartbeat_silence(client: SyncPrefectClient, run: FlowRun, lost_after: float) -> str | None:
+    """Why a Running child's host counts as lost (its heartbeats stopped), else None.
+
+    The interval is the one between its last two heartbeats, or the one its deployment
+    declares while it has sent only one. A child that never sent one (heartbeats turned off)
+    is left to the timeout, never declared lost on a guess.
+    """
+    beats = client.read_events(
+        EventFilter(
+            event=EventNameFilter(name=[HEARTBEAT]),
+            resource=EventResourceFilter(id=[f"prefect.flow-run.{run.id}"]),
+        ),
+        limit=2,
+    ).events
+    if not beats:
+        return None
+    last = beats[0].occurred
+    if len(beats) == 2:
+        interval = abs((last - beats[1].occurred).total_seconds())
+    else:
+        interval = _declared_heartbeat(client, run)
+    silent = (datetime.now(UTC) - last).total_seconds()
+    if silent <= max(lost_after, HEARTBEATS_MISSED * interval):
+        return None
+    worker = (run.labels or {}).get("prefect.worker.name", "unknown")
+    return (
+        f"no heartbeat for {silent:.0f} s (one every {interval:.0f} s) from the host of "
+        f"worker {worker}: the host died or was cut off"
+    )
 
 
 def _give_up(
@@ -97,6 +177,7 @@ def wait_for_child(
     logger = get_run_logger()
     deadline = time.monotonic() + timeout
     no_worker_since: float | None = None
+    process = LocalProcess()
     with get_client(sync_client=True) as client:
         while True:
             run = client.read_flow_run(run_id)
@@ -112,10 +193,12 @@ def wait_for_child(
                         lost=kind == StateType.CRASHED,  # its process died, not its work
                     )
                 return run
-            if kind in (StateType.PENDING, StateType.RUNNING) and _process_gone(run):
+            if kind in (StateType.PENDING, StateType.RUNNING) and process.gone(run):
                 raise _give_up(
                     client, run, "its process is gone (the worker or the process was killed)"
                 )
+            if kind == StateType.RUNNING and (why := heartbeat_silence(client, run, lost_after)):
+                raise _give_up(client, run, why)
             if kind in (StateType.SCHEDULED, StateType.PENDING) and not _pool_has_live_worker(
                 client, run.work_pool_name
             ):

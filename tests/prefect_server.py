@@ -18,9 +18,9 @@ from tests.conftest import REPO
 PREFECT = str(Path(sys.executable).parent / "prefect")
 
 
-def free_port() -> int:
+def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
+        sock.bind((host, 0))
         return int(sock.getsockname()[1])
 
 
@@ -53,9 +53,9 @@ def run(args: list[str], env: dict[str, str]) -> str:
 
 
 @contextmanager
-def prefect_server(home: Path) -> Iterator[dict[str, str]]:
-    """A `prefect server` (SQLite) on a free port; yields the environment of its clients."""
-    url = f"http://127.0.0.1:{free_port()}/api"
+def prefect_server(home: Path, host: str = "127.0.0.1") -> Iterator[dict[str, str]]:
+    """A `prefect server` (SQLite) on a free port of ``host``; yields its clients' environment."""
+    url = f"http://{host}:{free_port(host)}/api"
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")} | {
         "PREFECT_HOME": str(home),
         "PREFECT_API_URL": url,
@@ -71,7 +71,7 @@ def prefect_server(home: Path) -> Iterator[dict[str, str]]:
     }
     port = url.split(":")[-1].split("/")[0]
     process = start(
-        [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", port, "--analytics-off"],
+        [PREFECT, "server", "start", "--host", host, "--port", port, "--analytics-off"],
         env,
         home / "server.log",
     )

@@ -480,7 +480,9 @@ class OrchestrationOptions(Section):
     lost_worker_after: Duration = Field(
         default="120s",
         description="A child run waiting this long with no live worker in its "
-        "pool (a worker died) is marked Crashed and fails its parent.",
+        "pool (a worker died), or Running this long without a heartbeat (its host was "
+        "lost), is marked Crashed: run again on a live worker of the pool, else it "
+        "fails its parent.",
     )
     deployment: str = Field(
         default="era-features",

@@ -108,6 +108,17 @@ def _parse_floats(text: str) -> np.ndarray:
     return np.array([("nan" if p == "NULL" else p) for p in body.split(",")], dtype=np.float64)
 
 
+DEAD_CLIENT_PROBES = {
+    "tcp_keepalives_idle": 30,
+    "tcp_keepalives_interval": 10,
+    "tcp_keepalives_count": 3,
+}
+"""Server-side TCP keepalives of this store's sessions (seconds, probes). A worker host that died
+or was cut off mid-transaction otherwise keeps its session, and the locks it holds, for the
+operating system's two hours; with these the server drops it about a minute after it went
+silent, and the run that takes over its work is no longer blocked (ignored on Unix sockets)."""
+
+
 class PostgresStore:
     """Results in PostgreSQL: the ``ResultStore`` protocol, one transaction per write.
 
@@ -179,6 +190,8 @@ class PostgresStore:
                 sql.Literal(f"{int(self.statement_timeout * 1000)}ms")
             )
         )
+        for setting, value in DEAD_CLIENT_PROBES.items():
+            conn.execute(sql.SQL("SET {} = {}").format(sql.Identifier(setting), sql.Literal(value)))
         return conn
 
     def _interrupted(self, doing: str, exc: psycopg.OperationalError) -> PostgresConnectionError:
