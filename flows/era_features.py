@@ -17,6 +17,7 @@ from prefect.runtime import flow_run
 from pydantic import ValidationError
 
 from eraflow.common.errors import ConfigError, validation_message
+from eraflow.common.threads import one_blas_thread
 from eraflow.config import PipelineConfig
 from eraflow.stages.batches import EraBatch
 from eraflow.stages.features import gpu_available
@@ -70,6 +71,7 @@ def era_features_flow(
         group: The planner's worker group of these batches (names the run).
     """
     follow_worker()
+    one_blas_thread()
     settings = PipelineConfig.build(**config)
     era_batches = parse_batches(batches)
     if device == "gpu" and not gpu_available():

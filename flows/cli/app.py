@@ -21,6 +21,7 @@ from eraflow.common.cli import USAGE, new_app, run_app, with_options
 from eraflow.common.errors import ConfigError
 from eraflow.common.memory import limit_heaps
 from eraflow.common.ranges import split_range
+from eraflow.common.threads import one_blas_thread
 from eraflow.config import DEFAULT_STORE, BackfillSettings, PipelineConfig, PipelineParameters
 from eraflow.runs.load_source import LoadSettings, load
 from eraflow.runs.preflight import check_config
@@ -411,6 +412,7 @@ def main(argv: list[str] | None = None) -> int:
     }.items():
         os.environ.setdefault(key, value)  # offline, quiet: no telemetry calls home
     limit_heaps()
+    one_blas_thread()
     return run_app(app, argv, "eraflow")
 
 
