@@ -58,8 +58,10 @@ def plain_run(params: dict[str, Any]) -> dict[str, Any]:
     """The pipeline's library calls in this process, as the tasks make them (no Prefect)."""
     launched = float(params.pop("launched"))
     from eraflow.common.memory import limit_heaps
+    from eraflow.common.threads import one_blas_thread
 
     limit_heaps()  # what the command does first
+    one_blas_thread()
     import pandas as pd
 
     from eraflow.catalogue import load_catalogue

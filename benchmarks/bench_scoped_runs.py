@@ -104,10 +104,12 @@ def _stages(since: float, sampler: RssSampler) -> dict[str, dict[str, float]]:
 def child(spec: dict[str, Any]) -> dict[str, Any]:
     """Run one configuration here; report wall, peak RSS and per-stage figures."""
     from eraflow.common.memory import limit_heaps
+    from eraflow.common.threads import one_blas_thread
     from flows.backfill import backfill
     from flows.pipeline import feature_pipeline
 
     limit_heaps()  # what the eraflow command does first
+    one_blas_thread()
 
     began = time.time()
     with RssSampler() as sampler:

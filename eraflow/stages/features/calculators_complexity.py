@@ -1,7 +1,7 @@
 """tsfresh's complexity and entropy calculators, batched over segments.
 
-``benford_correlation`` and ``permutation_entropy`` are array code (NumPy or CuPy).
-``lempel_ziv_complexity`` (a left-to-right parse), ``approximate_entropy`` and
+``benford_correlation`` is array code (NumPy or CuPy). ``permutation_entropy`` (a pattern
+count per window), ``lempel_ziv_complexity`` (a left-to-right parse), ``approximate_entropy`` and
 ``sample_entropy`` (all pairs of templates) are sequential: numba kernels on the CPU, one
 segment after another, also inside GPU batches (see
 :func:`~eraflow.stages.features.kernels.on_cpu`).
@@ -15,7 +15,6 @@ from typing import Any
 import numba
 import numpy as np
 
-from eraflow.stages.features import arrays as ar
 from eraflow.stages.features.kernels import Params, on_cpu, single_row, stack_rows
 from eraflow.stages.features.registry import feature
 from eraflow.stages.features.segments import SegmentBatch
@@ -76,34 +75,65 @@ def permutation_entropy(b: SegmentBatch, params: Params) -> Any:
     """Entropy (natural log) of the ordinal patterns of ``dimension`` values, every ``tau``.
 
     A pattern is the rank of each value in its window, ties ranked by position (what NumPy's
-    double argsort gives on windows this short); it is counted as one integer code.
+    double argsort gives on windows this short). A numba kernel, one window after another:
+    the array code it replaced built a (windows x dimension) matrix, d^2 comparisons of it and
+    a sort of every pattern code (``unique``), 0.072 s for 8 month-long segments against
+    0.004 s here (``benchmarks/bench_long_segments.py``).
     """
-    xp = b.xp
+    x, offsets = on_cpu(b, "permutation_entropy")
     rows = []
     for p in params:
-        d, tau = int(p["dimension"]), int(p["tau"])
-        windows = xp.maximum((b.n_int - d) // tau + 1, 0)
-        total = int(ar.to_host(windows).sum())
-        if total == 0:
-            rows.append(xp.full(b.nseg, np.nan))
-            continue
-        first = xp.concatenate([xp.zeros(1, dtype=np.int64), xp.cumsum(windows)[:-1]])
-        owner = xp.repeat(xp.arange(b.nseg), windows)
-        k = xp.arange(total) - first[owner]
-        idx = b.start[owner][:, None] + k[:, None] * tau + xp.arange(d)[None, :]
-        vals = b.x[idx]  # (windows, d)
-        code = xp.zeros(total, dtype=np.int64)
-        for j in range(d):
-            before = (vals < vals[:, j : j + 1]).sum(axis=1)
-            tied_earlier = (vals[:, :j] == vals[:, j : j + 1]).sum(axis=1)
-            code = code * d + before + tied_earlier
-        key = owner * (d**d) + code
-        uniq, counts = xp.unique(key, return_counts=True)
-        seg = uniq // (d**d)
-        share = counts / windows[seg].astype(np.float64)
-        entropy = ar.seg_sum(xp, -share * xp.log(share), seg, b.nseg)
-        rows.append(xp.where(windows > 0, entropy, np.nan))
+        out = np.empty(b.nseg)
+        _permutation_entropies(x, offsets, int(p["dimension"]), int(p["tau"]), out)
+        rows.append(b.xp.asarray(out))
     return stack_rows(b, rows)
+
+
+@numba.njit(cache=True)
+def _permutation_entropies(
+    x: np.ndarray, offsets: np.ndarray, d: int, tau: int, out: np.ndarray
+) -> None:  # pragma: no cover - numba
+    """Per segment, the entropy of its windows' ordinal patterns, counted by Lehmer code."""
+    factorial = np.ones(d + 1, dtype=np.int64)
+    for i in range(1, d + 1):
+        factorial[i] = factorial[i - 1] * i
+    counts = np.zeros(factorial[d], dtype=np.int64)
+    seen = np.empty(factorial[d], dtype=np.int64)  # the codes counted in this segment
+    rank = np.empty(d, dtype=np.int64)
+    for s in range(offsets.shape[0] - 1):
+        start, n = offsets[s], offsets[s + 1] - offsets[s]
+        windows = max((n - d) // tau + 1, 0)
+        if windows == 0:
+            out[s] = np.nan
+            continue
+        n_seen = 0
+        for w in range(windows):
+            first = start + w * tau
+            for j in range(d):
+                v = x[first + j]
+                r = 0
+                for k in range(d):
+                    u = x[first + k]
+                    if u < v or (u == v and k < j):
+                        r += 1
+                rank[j] = r
+            code = 0
+            for i in range(d):
+                smaller = 0
+                for j in range(i + 1, d):
+                    if rank[j] < rank[i]:
+                        smaller += 1
+                code += smaller * factorial[d - 1 - i]
+            if counts[code] == 0:
+                seen[n_seen] = code
+                n_seen += 1
+            counts[code] += 1
+        entropy = 0.0
+        for t in range(n_seen):
+            share = counts[seen[t]] / windows
+            entropy -= share * math.log(share)
+            counts[seen[t]] = 0
+        out[s] = entropy
 
 
 @numba.njit(cache=True)

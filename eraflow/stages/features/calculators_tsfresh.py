@@ -707,20 +707,30 @@ def number_peaks(b: SegmentBatch, params: Params) -> Any:
     tsfresh=True,
 )
 def energy_ratio_by_chunks(b: SegmentBatch, params: Params) -> Any:
-    """Energy of chunk ``segment_focus`` of ``np.array_split(x, num_segments)`` / total energy."""
+    """Energy of chunk ``segment_focus`` of ``np.array_split(x, num_segments)`` / total energy.
+
+    Every chunk's energy in one ``bincount`` per ``num_segments`` (keyed by segment and chunk),
+    not one masked sum per focus: the same sums in the same order, a tenth of the passes.
+    """
     xp = b.xp
     x2 = b.x * b.x
     total = b.sum(x2)
+    chunk_energy: dict[int, Any] = {}
     rows = []
     for p in params:
         k = int(p["num_segments"])
         focus = int(p["segment_focus"])
-        q = b.n_int // k
-        r = b.n_int % k
-        qs, rs = q[b.seg], r[b.seg]
-        big = (qs + 1) * rs
-        chunk = xp.where(b.pos < big, b.pos // (qs + 1), rs + (b.pos - big) // xp.maximum(qs, 1))
-        e = b.sum(xp.where(chunk == focus, x2, 0.0))
+        if k not in chunk_energy:
+            q = b.n_int // k
+            r = b.n_int % k
+            qs, rs = q[b.seg], r[b.seg]
+            big = (qs + 1) * rs
+            chunk = xp.where(
+                b.pos < big, b.pos // (qs + 1), rs + (b.pos - big) // xp.maximum(qs, 1)
+            )
+            energy = ar.seg_sum(xp, x2, b.seg * k + chunk, b.nseg * k)
+            chunk_energy[k] = energy.reshape(b.nseg, k)
+        e = chunk_energy[k][:, focus] if 0 <= focus < k else xp.zeros(b.nseg)
         rows.append(xp.where(total == 0, np.nan, e / xp.where(total == 0, 1.0, total)))
     return stack_rows(b, rows)
 

@@ -29,6 +29,7 @@ from collections.abc import Callable
 from fractions import Fraction
 from typing import Any
 
+import numba
 import numpy as np
 
 from eraflow.stages.features import arrays as ar
@@ -143,9 +144,35 @@ def lagged_cov(b: SegmentBatch, lag: int) -> Any:
     no pair at this lag. Built on the batch's centred values (two-pass, exact for constants), so
     the autocorrelation and the partial autocorrelation read the same numbers.
     """
-    i, sid = b.pairs(lag)
-    d = b.centered
-    return ar.seg_sum(b.xp, d[i] * d[i + lag], sid, b.nseg)
+    if not ar.is_numpy(b.xp):
+        i, sid = b.pairs(lag)
+        d = b.centered
+        return ar.seg_sum(b.xp, d[i] * d[i + lag], sid, b.nseg)
+    table = b.__dict__.get("_lagged_covs")
+    if table is None or table.shape[1] <= lag:
+        table = _lagged_covs(b.centered, b.start, b.n_int, max(lag, LAGS_AT_ONCE) + 1)
+        b.__dict__["_lagged_covs"] = table
+    return table[:, lag]
+
+
+LAGS_AT_ONCE = 40
+"""Lags whose covariances one pass computes on the CPU (agg_autocorrelation's maxlag, which
+covers autocorrelation's and partial_autocorrelation's): one compiled loop per segment and
+lag, in the order the per-lag ``bincount`` summed, so the same numbers, instead of an index
+array, a gather and a ``bincount`` per lag (0.040 -> 0.00x s on 8 month-long segments)."""
+
+
+@numba.njit(cache=True)
+def _lagged_covs(d: Any, start: Any, n: Any, lags: int) -> Any:  # pragma: no cover - numba
+    out = np.zeros((start.shape[0], lags))
+    for s in range(start.shape[0]):
+        first, m = start[s], n[s]
+        for lag in range(min(lags, m)):
+            total = 0.0
+            for t in range(first, first + m - lag):
+                total += d[t] * d[t + lag]
+            out[s, lag] = total
+    return out
 
 
 # ---- histograms -----------------------------------------------------------------------------
