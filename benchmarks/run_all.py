@@ -1,7 +1,7 @@
 """Run every benchmark in turn; each prints its own table (ratios against a same-process baseline).
 
 Usage: python benchmarks/run_all.py [name ...]
-(names: eras, features, catalogue, tsfresh_stage, greenhouse, sink, scoped_runs,
+(names: eras, features, long_segments, catalogue, tsfresh_stage, greenhouse, sink, scoped_runs,
 prefect_overhead)
 """
 
@@ -16,6 +16,7 @@ HERE = Path(__file__).resolve().parent
 ALL = [
     "eras",
     "features",
+    "long_segments",
     "catalogue",
     "tsfresh_stage",
     "greenhouse",

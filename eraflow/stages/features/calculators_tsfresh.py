@@ -686,17 +686,35 @@ def range_count(b: SegmentBatch, params: Params) -> Any:
 
 @feature("number_peaks", params=[{"n": n} for n in [1, 3, 5, 10, 50]], tsfresh=True)
 def number_peaks(b: SegmentBatch, params: Params) -> Any:
-    """Number of values larger than their ``n`` neighbours on both sides."""
+    """Number of values larger than their ``n`` neighbours on both sides.
+
+    Larger than each neighbour is larger than their maximum: the maximum of a window of width
+    ``n`` is that of two overlapping windows of the largest power of two ``k <= n``, whose
+    maxima come from log2(k) doublings shared by every ``n``. Comparing with each neighbour
+    in turn (2n gathers per ``n``) made this 3.5x slower than tsfresh on a year's level A.
+    """
     xp = b.xp
+    x = b.x
+    maxima = {1: x}  # maxima[k][s] = max(x[s : s + k])
+
+    def widest(width: int) -> int:
+        k = 1
+        while 2 * k <= width:
+            if 2 * k not in maxima:
+                maxima[2 * k] = xp.maximum(maxima[k][:-k], maxima[k][k:])
+            k *= 2
+        return k
+
     rows = []
     for p in params:
         n = int(p["n"])
         inner = (b.pos >= n) & (b.pos + n < b.n_int[b.seg])
         idx = xp.nonzero(inner)[0]
-        ok = xp.ones(idx.shape[0], dtype=bool)
-        xi = b.x[idx]
-        for k in range(1, n + 1):
-            ok &= (xi > b.x[idx - k]) & (xi > b.x[idx + k])
+        k = widest(n)
+        m = maxima[k]
+        left = xp.maximum(m[idx - n], m[idx - k])  # max x[idx - n : idx]
+        right = xp.maximum(m[idx + 1], m[idx + n + 1 - k])  # max x[idx + 1 : idx + n + 1]
+        ok = (x[idx] > left) & (x[idx] > right)
         rows.append(ar.seg_count(xp, ok, b.seg[idx], b.nseg))
     return stack_rows(b, rows)
 
