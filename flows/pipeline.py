@@ -21,7 +21,6 @@ from eraflow.common.errors import EraflowError
 from eraflow.common.grid import grid_step
 from eraflow.common.memory import limit_heaps
 from eraflow.common.ranges import previous_day as day_before
-from eraflow.common.threads import one_blas_thread
 from eraflow.config import SIMULATOR, PipelineConfig, PipelineParameters
 from eraflow.runs.preflight import check_config
 from eraflow.runs.scope import scope_name
@@ -208,7 +207,6 @@ def run_pipeline(config: PipelineConfig) -> RunSummary:
     """
     clock = StageClock()
     limit_heaps()
-    one_blas_thread()
     from_files = check_config(config)  # both always: the second also checks the store
     grid_plan = check_resources(config) or from_files
     if grid_plan is not None:

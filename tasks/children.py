@@ -27,6 +27,7 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
@@ -77,28 +78,29 @@ class LocalProcess:
     """
 
     def __init__(self) -> None:
-        self.pid: int | None = None
+        self.process: psutil.Process | None = None
 
     def gone(self, run: FlowRun) -> bool:
         """Whether the child's process, seen here before, has ended (False until seen)."""
-        if self.pid is None:
-            self.pid = self._find(run)
+        if self.process is None:
+            self.process = self._find(run)
             return False
-        try:
-            return psutil.Process(self.pid).status() == psutil.STATUS_ZOMBIE
+        try:  # psutil checks the start time too: a reused pid is another process
+            return not self.process.is_running() or self.process.status() == psutil.STATUS_ZOMBIE
         except psutil.NoSuchProcess:
             return True
 
     @staticmethod
-    def _find(run: FlowRun) -> int | None:
+    def _find(run: FlowRun) -> psutil.Process | None:
         host, _, number = (run.infrastructure_pid or "").rpartition(":")
         if not number.isdigit() or host not in (socket.gethostname(), ""):
             return None
         try:
-            environment = psutil.Process(int(number)).environ()
+            process = psutil.Process(int(number))
+            environment = process.environ()
         except psutil.Error:
             return None
-        return int(number) if environment.get("PREFECT__FLOW_RUN_ID") == str(run.id) else None
+        return process if environment.get("PREFECT__FLOW_RUN_ID") == str(run.id) else None
 
 
 HEARTBEAT = "prefect.flow-run.heartbeat"
@@ -108,45 +110,63 @@ HEARTBEATS_MISSED = 3
 
 def _declared_heartbeat(client: SyncPrefectClient, run: FlowRun) -> float:
     """Seconds between heartbeats the child's deployment sets (prefect.yaml), else Prefect's."""
+    from prefect.exceptions import ObjectNotFound
     from prefect.settings.models.flows import FlowsSettings
 
-    default = FlowsSettings.model_fields["heartbeat_frequency"].default
-    env: dict[str, Any] = {}
-    if run.deployment_id is not None:
+    default = float(FlowsSettings.model_fields["heartbeat_frequency"].default)
+    if run.deployment_id is None:
+        return default
+    try:
         variables = client.read_deployment(run.deployment_id).job_variables or {}
-        env = dict(variables.get("env") or {})
-    return float(env.get("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", default))
+        declared: Any = dict(variables.get("env") or {}).get("PREFECT_FLOWS_HEARTBEAT_FREQUENCY")
+        return float(declared)
+    except (ObjectNotFound, TypeError, ValueError):  # gone, unset or templated: Prefect's
+        return default
 
 
-def heartbeat_silence(client: SyncPrefectClient, run: FlowRun, lost_after: float) -> str | None:
-    """Why a Running child's host counts as lost (its heartbeats stopped), else None.
+class Heartbeats:
+    """A Running child's heartbeats as this host sees them arrive; whether they stopped.
 
-    The interval is the one between its last two heartbeats, or the one its deployment
-    declares while it has sent only one. A child that never sent one (heartbeats turned off)
-    is left to the timeout, never declared lost on a guess.
+    Silence is timed on this host's monotonic clock from when the newest heartbeat was first
+    seen, not from its ``occurred`` stamp: that is the child host's clock, and a host whose
+    clock runs a minute behind would look silent while beating. The interval is the one
+    between its last two heartbeats (both stamped by the same clock), or the one its
+    deployment declares while it has sent one. A child that never sent one (heartbeats turned
+    off) is left to the timeout, never declared lost on a guess.
     """
-    beats = client.read_events(
-        EventFilter(
-            event=EventNameFilter(name=[HEARTBEAT]),
-            resource=EventResourceFilter(id=[f"prefect.flow-run.{run.id}"]),
-        ),
-        limit=2,
-    ).events
-    if not beats:
-        return None
-    last = beats[0].occurred
-    if len(beats) == 2:
-        interval = abs((last - beats[1].occurred).total_seconds())
-    else:
-        interval = _declared_heartbeat(client, run)
-    silent = (datetime.now(UTC) - last).total_seconds()
-    if silent <= max(lost_after, HEARTBEATS_MISSED * interval):
-        return None
-    worker = (run.labels or {}).get("prefect.worker.name", "unknown")
-    return (
-        f"no heartbeat for {silent:.0f} s (one every {interval:.0f} s) from the host of "
-        f"worker {worker}: the host died or was cut off"
-    )
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.newest: UUID | None = None
+        self.seen_at = 0.0
+
+    def silence(self, client: SyncPrefectClient, run: FlowRun, lost_after: float) -> str | None:
+        """Why the child's host counts as lost (its heartbeats stopped), else None."""
+        beats = client.read_events(
+            EventFilter(
+                event=EventNameFilter(name=[HEARTBEAT]),
+                resource=EventResourceFilter(id=[f"prefect.flow-run.{run.id}"]),
+            ),
+            limit=2,
+        ).events  # newest first
+        if not beats:
+            return None
+        now = self.clock()
+        if beats[0].id != self.newest:
+            self.newest, self.seen_at = beats[0].id, now
+            return None
+        if len(beats) == 2:
+            interval = abs((beats[0].occurred - beats[1].occurred).total_seconds())
+        else:
+            interval = _declared_heartbeat(client, run)
+        silent = now - self.seen_at
+        if silent <= max(lost_after, HEARTBEATS_MISSED * interval):
+            return None
+        worker = (run.labels or {}).get("prefect.worker.name", "unknown")
+        return (
+            f"no heartbeat for {silent:.0f} s (one every {interval:.0f} s) from the host of "
+            f"worker {worker}: the host died or was cut off"
+        )
 
 
 def _give_up(
@@ -178,6 +198,7 @@ def wait_for_child(
     deadline = time.monotonic() + timeout
     no_worker_since: float | None = None
     process = LocalProcess()
+    heartbeats = Heartbeats()
     with get_client(sync_client=True) as client:
         while True:
             run = client.read_flow_run(run_id)
@@ -197,7 +218,7 @@ def wait_for_child(
                 raise _give_up(
                     client, run, "its process is gone (the worker or the process was killed)"
                 )
-            if kind == StateType.RUNNING and (why := heartbeat_silence(client, run, lost_after)):
+            if kind == StateType.RUNNING and (why := heartbeats.silence(client, run, lost_after)):
                 raise _give_up(client, run, why)
             if kind in (StateType.SCHEDULED, StateType.PENDING) and not _pool_has_live_worker(
                 client, run.work_pool_name

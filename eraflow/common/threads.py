@@ -4,9 +4,10 @@ Stages run their batches on threads of their own (the task runner's), and the en
 sequential calculators make many small LAPACK calls (one 8,600 x 39 QR per segment and month
 for the ADF test): a BLAS thread pool behind each call only spins. Measured on 2 cores
 (``benchmarks/bench_long_segments.py``'s segments, the efficient profile): 0.57 s of CPU with
-OpenBLAS's default pool, 0.45 s with one thread, and 7 % less wall time. Process-wide, so the
-applications call it (the ``eraflow`` command, the pipeline flow in a worker), never the
-library on import; a thread count the user (or prefect.yaml) set is kept.
+OpenBLAS's default pool, 0.45 s with one thread, and 7 % less wall time. Process-wide, so only
+the processes eraflow starts call it (the ``eraflow`` command, an era-features run on a
+worker; prefect.yaml sets the variables for every pool), never the library or a flow called
+from someone's own Python; a thread count the user set is kept.
 """
 
 from __future__ import annotations

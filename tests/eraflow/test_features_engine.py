@@ -326,3 +326,19 @@ def test_unknown_feature_in_compute_features():
             profile=["mean", "meen"],
             device="cpu",
         )
+
+
+def test_autocorrelation_at_lags_past_the_shared_table_equals_tsfresh():
+    """Lags beyond the 40 computed at once widen the batch's table (in any order asked)."""
+    from tsfresh.feature_extraction.feature_calculators import autocorrelation
+
+    rng = np.random.default_rng(4)
+    parts = [np.round(rng.normal(size=n).cumsum(), 2) for n in (30, 120, 700)]
+    grid = np.concatenate(parts)
+    offsets = np.array([0, 30, 150, 850])
+    lags = [3, 45, 41, 200, 100, 0]
+    names = [f"autocorrelation__lag_{lag}" for lag in lags]
+    matrix, _, _ = compute_segment_matrix(grid, offsets, names, step="5min", device="cpu")
+    for i, part in enumerate(parts):
+        want = [autocorrelation(pd.Series(part), lag) for lag in lags]
+        np.testing.assert_allclose(matrix[i], want, rtol=1e-9, atol=1e-12, equal_nan=True)

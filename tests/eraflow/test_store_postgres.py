@@ -225,3 +225,15 @@ def test_overlapping_replaces_of_one_range_both_succeed_and_leave_one_writers_ro
             assert len(stored) == len(expected) == 2000  # no duplicates, nothing lost
             assert stored["era_id"].tolist() == expected["era_id"].tolist()
             assert (stored["value"] == expected["value"].iloc[0]).all()
+
+
+def test_sessions_ask_the_server_to_probe_a_silent_client(store: PostgresStore) -> None:
+    """A worker host cut off mid-transaction loses its session (and locks) in about a minute."""
+    from psycopg import sql
+
+    from eraflow.store.postgres import DEAD_CLIENT_PROBES
+
+    for setting, value in DEAD_CLIENT_PROBES.items():  # the system's: 7200 s, 75 s, 9 probes
+        show = sql.SQL("SHOW {}").format(sql.Identifier(setting))
+        shown = store.connection().execute(show).fetchone()
+        assert shown is not None and shown[0] == str(value), setting

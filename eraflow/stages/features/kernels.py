@@ -150,7 +150,9 @@ def lagged_cov(b: SegmentBatch, lag: int) -> Any:
         return ar.seg_sum(b.xp, d[i] * d[i + lag], sid, b.nseg)
     table = b.__dict__.get("_lagged_covs")
     if table is None or table.shape[1] <= lag:
-        table = _lagged_covs(b.centered, b.start, b.n_int, max(lag, LAGS_AT_ONCE) + 1)
+        wider = max(lag + 1, LAGS_AT_ONCE + 1, 2 * (0 if table is None else table.shape[1]))
+        table = _lagged_covs(b.centered, b.start, b.n_int, wider)
+        table.flags.writeable = False  # shared by every caller of this batch
         b.__dict__["_lagged_covs"] = table
     return table[:, lag]
 
