@@ -72,25 +72,31 @@ def time_engine(grid, offsets, specs, device: str, repeat: int = 1) -> float:
     return best
 
 
+def tsfresh_settings(specs) -> dict[str, list[dict] | None]:
+    """tsfresh's ``default_fc_parameters`` for these specs (its own names and parameters)."""
+    settings: dict[str, list[dict]] = {}
+    for spec in specs:
+        settings.setdefault(spec.calculator, [])
+        if spec.params:
+            settings[spec.calculator].append(dict(spec.params))
+    return {name: (params or None) for name, params in settings.items()}
+
+
+def long_frame(grid: np.ndarray, offsets: np.ndarray) -> pd.DataFrame:
+    """The segments as tsfresh's long input: id (the segment), time, value."""
+    lengths = np.diff(offsets)
+    return pd.DataFrame(
+        {"id": np.repeat(np.arange(len(lengths)), lengths), "time": np.arange(len(grid)), "v": grid}
+    )
+
+
 def time_tsfresh(grid, offsets, specs) -> float | None:
     try:
         from tsfresh import extract_features
     except ImportError:
         return None
-    settings: dict[str, list | None] = {}
-    for s in specs:
-        settings.setdefault(s.calculator, [])
-        if s.params:
-            settings[s.calculator].append(dict(s.params))
-    settings = {k: (v or None) for k, v in settings.items()}
-    lens = np.diff(offsets)
-    df = pd.DataFrame(
-        {
-            "id": np.repeat(np.arange(len(lens)), lens),
-            "time": np.arange(len(grid)),
-            "v": grid,
-        }
-    ).dropna()
+    settings = tsfresh_settings(specs)
+    df = long_frame(grid, offsets).dropna()
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -29,6 +29,7 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as the eraflow command run
 
 import numpy as np
 import pandas as pd
+from bench_features import long_frame, tsfresh_settings
 
 from eraflow.stages.features import (
     compute_segment_matrix,
@@ -58,16 +59,6 @@ def engine_seconds(grid: np.ndarray, offsets: np.ndarray, specs: list[Any]) -> f
     began = time.process_time()
     compute_segment_matrix(grid, offsets, specs, step="5min", device="cpu")
     return time.process_time() - began
-
-
-def tsfresh_settings(specs: list[Any]) -> dict[str, list[dict[str, Any]] | None]:
-    """tsfresh's ``default_fc_parameters`` for these specs (its own names and parameters)."""
-    settings: dict[str, list[dict[str, Any]]] = {}
-    for spec in specs:
-        settings.setdefault(spec.calculator, [])
-        if spec.params:
-            settings[spec.calculator].append(dict(spec.params))
-    return {name: (params or None) for name, params in settings.items()}
 
 
 def tsfresh_seconds(grid: np.ndarray, offsets: np.ndarray, specs: list[Any]) -> float:
@@ -101,10 +92,7 @@ def extract_features_seconds(grid: np.ndarray, offsets: np.ndarray, specs: list[
     """The whole profile through ``tsfresh.extract_features(n_jobs=0)``."""
     from tsfresh import extract_features
 
-    lengths = np.diff(offsets)
-    frame = pd.DataFrame(
-        {"id": np.repeat(np.arange(len(lengths)), lengths), "time": np.arange(len(grid)), "v": grid}
-    )
+    frame = long_frame(grid, offsets)
     began = time.process_time()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

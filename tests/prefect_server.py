@@ -12,6 +12,7 @@ import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from tests.conftest import REPO
 
@@ -90,3 +91,13 @@ def prefect_server(home: Path, host: str = "127.0.0.1") -> Iterator[dict[str, st
         yield env
     finally:
         stop(process)
+
+
+def flow_runs(url: str) -> list[tuple[str, Any]]:
+    """Every flow run on the server at ``url`` (its last 200), each with its flow's name."""
+    from prefect.client.orchestration import get_client
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    with temporary_settings({PREFECT_API_URL: url}), get_client(sync_client=True) as client:
+        flows = {f.id: f.name for f in client.read_flows()}
+        return [(flows.get(r.flow_id, ""), r) for r in client.read_flow_runs(limit=200)]

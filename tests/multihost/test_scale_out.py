@@ -28,7 +28,7 @@ from eraflow.runs.scope import read_feature_matrix
 from eraflow.store import TABLES, ParquetStore, PostgresStore, ResultStore
 from tests.multihost.hosts import SERVER_IP, Host, hosts, why_not
 from tests.pg import fresh_database
-from tests.prefect_server import PREFECT, prefect_server, run, start, stop
+from tests.prefect_server import PREFECT, flow_runs, prefect_server, run, start, stop
 
 pytestmark = [
     pytest.mark.multihost,
@@ -117,26 +117,21 @@ def worker(host: Host, pool: str, env: dict[str, str], log: Path) -> subprocess.
     return start(host.command([*args, "--name", f"{pool}@{host.name}"]), env, log)
 
 
-def flow_runs(url: str) -> list[dict[str, Any]]:
+def runs_seen(url: str) -> list[dict[str, Any]]:
     """Every flow run: id, flow, name, state, its message, pool and worker."""
-    from prefect.client.orchestration import get_client
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    with temporary_settings({PREFECT_API_URL: url}), get_client(sync_client=True) as client:
-        flows = {f.id: f.name for f in client.read_flows()}
-        return [
-            {
-                "id": str(r.id),
-                "flow": flows.get(r.flow_id, ""),
-                "name": r.name,
-                "state": r.state.type.value if r.state else "",
-                "message": (r.state.message or "") if r.state else "",
-                "pool": r.work_pool_name or "",
-                "worker": (r.labels or {}).get("prefect.worker.name", ""),
-                "created": r.created,
-            }
-            for r in client.read_flow_runs(limit=200)
-        ]
+    return [
+        {
+            "id": str(r.id),
+            "flow": flow,
+            "name": r.name,
+            "state": r.state.type.value if r.state else "",
+            "message": (r.state.message or "") if r.state else "",
+            "pool": r.work_pool_name or "",
+            "worker": (r.labels or {}).get("prefect.worker.name", ""),
+            "created": r.created,
+        }
+        for flow, r in flow_runs(url)
+    ]
 
 
 def heartbeats(url: str, run_id: str) -> int:
@@ -208,7 +203,7 @@ def test_a_gpu_host_cut_off_mid_run_is_detected_and_its_work_runs_on_another_hos
             assert time.monotonic() < deadline, "no gpu-pool child ran on gpu-host in 600 s"
             running = [
                 r
-                for r in flow_runs(url)
+                for r in runs_seen(url)
                 if r["pool"] == "gpu-pool"
                 and r["worker"] == "gpu-pool@gpu-host"
                 and r["state"] == "RUNNING"
@@ -232,7 +227,7 @@ def test_a_gpu_host_cut_off_mid_run_is_detected_and_its_work_runs_on_another_hos
     assert backfill.returncode == 0, out[-4000:]
     print(f"the backfill ended {took:.0f} s after gpu-host was cut off")
 
-    runs = pd.DataFrame(flow_runs(url))
+    runs = pd.DataFrame(runs_seen(url))
     crashed = runs.loc[runs["id"] == lost["id"]].iloc[0]
     assert crashed["state"] == "CRASHED", crashed.to_dict()
     assert "no heartbeat" in crashed["message"], crashed["message"]

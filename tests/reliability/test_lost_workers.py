@@ -15,11 +15,12 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
 
-from tests.prefect_server import PREFECT, prefect_server, run, start, stop
+from tests.prefect_server import PREFECT, flow_runs, prefect_server, run, start, stop
 
 pytestmark = [pytest.mark.server, pytest.mark.slow]
 LOST_AFTER = 15
@@ -57,18 +58,8 @@ def pipeline(store: Path, days: int) -> list[str]:
     ]
 
 
-def child_runs(env: dict[str, str]) -> list[object]:
-    from prefect.client.orchestration import get_client
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    with (
-        temporary_settings({PREFECT_API_URL: env["PREFECT_API_URL"]}),
-        get_client(sync_client=True) as client,
-    ):
-        flows = {f.id: f.name for f in client.read_flows()}
-        return [
-            r for r in client.read_flow_runs(limit=200) if flows.get(r.flow_id) == "era-features"
-        ]
+def child_runs(env: dict[str, str]) -> list[Any]:
+    return [child for flow, child in flow_runs(env["PREFECT_API_URL"]) if flow == "era-features"]
 
 
 def test_a_pool_without_live_workers_fails_the_parent(
