@@ -26,7 +26,7 @@ import numba
 import numpy as np
 from numpy.typing import NDArray
 
-from eraflow.stages.eras.costs import BaseCost, cost_factory, segment_cost
+from eraflow.stages.eras.costs import BaseCost, batch_costs, cost_factory, segment_cost
 from eraflow.stages.eras.exceptions import BadSegmentationParameters
 
 __all__ = ["bic_penalty", "partition_candidates", "pelt", "pelt_fitted"]
@@ -42,10 +42,21 @@ def _pelt_core(
     pen: float,
     min_size: int,
 ) -> tuple[NDArray[np.int64], NDArray[np.float64]]:  # pragma: no cover - numba
-    """Run PELT (jump=1); return (last change before each end, optimal cost F)."""
+    """Run PELT (jump=1); return (last change before each end, optimal cost F).
+
+    The admissible starts are costed together against each end (:func:`batch_costs`).
+    """
     n = s1.shape[0] - 1
     d = s1.shape[1]
+    n_packed = s2.shape[1]
+    sums = np.empty((d, n + 1))
+    moments = np.empty((n_packed, n + 1))
+    rows = np.empty((4, n + 1))
+    det = np.empty(n + 1)
+    factor = np.empty(n + 1)
+    exponent = np.empty(n + 1, dtype=np.int64)
     work = np.empty((d, d))
+    costs = np.empty(n + 1)
     f = np.full(n + 1, np.inf)
     f[0] = 0.0
     has = np.zeros(n + 1, dtype=np.bool_)
@@ -59,25 +70,26 @@ def _pelt_core(
     while True:
         adm[n_adm] = bkp - min_size
         n_adm += 1
+        if not has[adm[n_adm - 1]]:
+            # ruptures skips it, and zip() then drops it: it is always the newest point
+            n_adm -= 1
+        batch_costs(
+            code, x, s1, s2, eps, adm, n_adm, bkp, costs,
+            sums, moments, rows, det, factor, exponent, work,
+        )  # fmt: skip
         best = np.inf
         best_t = -1
-        n_val = 0
         for k in range(n_adm):
-            t = adm[k]
-            if not has[t]:
-                # ruptures skips it, and zip() then drops it: it is always the newest point
-                continue
-            v = f[t] + (segment_cost(code, x, s1, s2, eps, t, bkp, work) + pen)
-            vals[n_val] = v
-            adm[n_val] = t
-            n_val += 1
+            v = f[adm[k]] + (costs[k] + pen)
+            vals[k] = v
             if v < best:
                 best = v
-                best_t = t
+                best_t = adm[k]
         f[bkp] = best
         last[bkp] = best_t
         has[bkp] = True
         thr = best + pen
+        n_val = n_adm
         n_adm = 0
         for k in range(n_val):
             if vals[k] <= thr:
