@@ -75,6 +75,7 @@ def read_level_matrix(
         )
         era_parts.append(eras[eras["kind"].astype(str) != "gap"].sort_values("era_id"))
     code_of: dict[str, int] = {}
+    known_codes: dict[tuple[tuple[str, ...], tuple[str, ...]], np.ndarray] = {}
     values = np.full((sum(map(len, era_parts)), 0), np.nan)
     offset = 0
     for done, (entity, eras) in enumerate(zip(entities, era_parts, strict=True)):
@@ -91,7 +92,7 @@ def read_level_matrix(
                 if len(ids)
                 else np.zeros(len(era_ids), dtype=bool)
             )
-            codes = _column_codes(batch.column(1), batch.column(2), code_of)
+            codes = _column_codes(batch.column(1), batch.column(2), code_of, known_codes)
             if len(code_of) > values.shape[1]:
                 values = _widen(values, len(code_of))
             vals = batch.column(3).to_numpy(zero_copy_only=False)
@@ -129,29 +130,32 @@ def _columns_in_place(values: np.ndarray, order: np.ndarray, rows: int = 256) ->
     return values if values.shape[1] == len(order) else values[:, : len(order)].copy()
 
 
-def _column_codes(sensor: pa.Array, feature: pa.Array, code_of: dict[str, int]) -> np.ndarray:
+def _column_codes(
+    sensor: pa.Array,
+    feature: pa.Array,
+    code_of: dict[str, int],
+    known: dict[tuple[tuple[str, ...], tuple[str, ...]], np.ndarray],
+) -> np.ndarray:
     """The matrix column of each row's ``<sensor>__<feature>``, from the small dictionaries.
 
-    Names are joined once per distinct (sensor, feature) pair, never per row.
+    Names are joined once per distinct (sensor, feature) pair, never per row; ``known`` keeps
+    each pair of dictionaries' codes (-1: not named yet), since the batches of one file
+    mostly repeat the same dictionaries and naming their pairs again cost seconds a year.
     """
     s, f = (
         c if pa.types.is_dictionary(c.type) else pc.dictionary_encode(c) for c in (sensor, feature)
     )
-    s_names, f_names = s.dictionary.to_pylist(), f.dictionary.to_pylist()
-    pair = s.indices.to_numpy(zero_copy_only=False).astype(np.int64) * len(
-        f_names
-    ) + f.indices.to_numpy(zero_copy_only=False)
-    pairs, inverse = np.unique(pair, return_inverse=True)
-    lookup = np.array(
-        [
-            code_of.setdefault(
-                f"{s_names[p // len(f_names)]}__{f_names[p % len(f_names)]}", len(code_of)
-            )
-            for p in pairs
-        ],
-        dtype=np.int64,
+    s_names, f_names = tuple(s.dictionary.to_pylist()), tuple(f.dictionary.to_pylist())
+    width = len(f_names)
+    pair = s.indices.to_numpy(zero_copy_only=False).astype(np.int64) * width + f.indices.to_numpy(
+        zero_copy_only=False
     )
-    return lookup[inverse]
+    pairs, inverse = np.unique(pair, return_inverse=True)
+    lookup = known.setdefault((s_names, f_names), np.full(len(s_names) * width, -1, np.int64))
+    for p in pairs[lookup[pairs] < 0]:
+        name = f"{s_names[p // width]}__{f_names[p % width]}"
+        lookup[p] = code_of.setdefault(name, len(code_of))
+    return lookup[pairs][inverse]
 
 
 def _target(

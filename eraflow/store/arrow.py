@@ -122,16 +122,29 @@ def key_filter(spec: Table, key: Key) -> pc.Expression:
     return expr
 
 
+def _dictionary_ranks(column: pa.ChunkedArray) -> pa.ChunkedArray:
+    """Each row's rank among the dictionary's values: sorts as the values, without them.
+
+    Casting a dictionary column to its values builds a string per row (millions in a
+    feature batch); ranking the few distinct values and taking them by index does not.
+    """
+    chunks = []
+    for chunk in column.chunks:
+        ranks = pc.rank(chunk.dictionary, sort_keys="ascending", tiebreaker="dense")
+        chunks.append(pc.take(ranks, chunk.indices))
+    return pa.chunked_array(chunks, type=pa.uint64())
+
+
 def sort_by_key(spec: Table, data: pa.Table) -> pa.Table:
     """Rows in primary-key order (the order every read returns)."""
     keys = [c for c in spec.key if c in data.column_names]
     if not keys or data.num_rows < 2:
         return data
     columns = []
-    for name in keys:  # arrow cannot sort dictionary columns: sort on their values
+    for name in keys:  # arrow cannot sort dictionary columns: sort on their values' ranks
         column = data.column(name)
         if pa.types.is_dictionary(column.type):
-            column = column.cast(column.type.value_type)
+            column = _dictionary_ranks(column)
         columns.append(column)
     order = pc.sort_indices(
         pa.table(columns, names=keys), sort_keys=[(c, "ascending") for c in keys]

@@ -66,7 +66,10 @@ def check_key(spec: Table, key: Key) -> None:
 
 def matching(frame: pd.DataFrame, spec: Table, key: Key) -> pd.Series:
     """Which rows of ``frame`` the key range holds (owner and every condition)."""
-    hit = frame[spec.owner].astype(str) == key.owner
+    owner = frame[spec.owner]
+    if not isinstance(owner.dtype, pd.CategoricalDtype):  # categorical: compared on its codes
+        owner = owner.astype(str)
+    hit = owner == key.owner
     for column, condition in key.where.items():
         values = frame[column]
         if isinstance(condition, Range):

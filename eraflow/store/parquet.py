@@ -269,20 +269,22 @@ class ParquetStore:
             parts = pd.DataFrame({"y": times.year, "m": times.month})
             name = "{0:04d}-{1:02d}.parquet"
         elif spec.partition == "level":
-            parts, name = rows[["level"]].astype(str), "{0}.parquet"
+            parts, name = rows[["level"]], "{0}.parquet"
         elif spec.partition == "entity-level":
-            parts, name = rows[["entity", "level"]].astype(str), "{0}/{1}.parquet"
+            parts, name = rows[["entity", "level"]], "{0}/{1}.parquet"
         else:
             parts = pd.DataFrame(
                 {
-                    "level": rows["level"].astype(str),
+                    "level": rows["level"],
                     "era": rows["era_id"].to_numpy(dtype=np.int64),
-                    "engine": rows["engine"].astype(str),
+                    "engine": rows["engine"],
                 }
             )
             name = "{0}/{1}-{2}.parquet"
         out: dict[str, list[np.ndarray]] = {}
-        for values, index in parts.groupby(list(parts.columns), sort=False).indices.items():
+        # grouped on the labels as they come (categorical codes): no string per row
+        groups = parts.groupby(list(parts.columns), sort=False, observed=True).indices
+        for values, index in groups.items():
             values = values if isinstance(values, tuple) else (values,)
             if spec.partition == "entity-level":
                 values = (entity_slug(str(values[0])), values[1])

@@ -342,3 +342,25 @@ def test_autocorrelation_at_lags_past_the_shared_table_equals_tsfresh():
     for i, part in enumerate(parts):
         want = [autocorrelation(pd.Series(part), lag) for lag in lags]
         np.testing.assert_allclose(matrix[i], want, rtol=1e-9, atol=1e-12, equal_nan=True)
+
+
+def test_concat_feature_rows_keeps_labels_categorical_with_every_value() -> None:
+    """Parts with different categories (and one of plain strings) join without losing a label."""
+    from eraflow.stages.features import concat_feature_rows
+
+    a = pd.DataFrame(
+        {"sensor": pd.Categorical(["t", "rh"]), "feature": ["mean", "max"], "value": [1.0, 2.0]}
+    )
+    b = pd.DataFrame(
+        {
+            "sensor": pd.Categorical(["co2", "t"], categories=["t", "co2"]),
+            "feature": pd.Categorical(["min", "mean"]),
+            "value": [3.0, 4.0],
+        }
+    )
+    out = concat_feature_rows([a, b])
+    assert isinstance(out["sensor"].dtype, pd.CategoricalDtype)
+    assert isinstance(out["feature"].dtype, pd.CategoricalDtype)
+    assert out["sensor"].astype(str).tolist() == ["t", "rh", "co2", "t"]
+    assert out["feature"].astype(str).tolist() == ["mean", "max", "min", "mean"]
+    assert out["value"].tolist() == [1.0, 2.0, 3.0, 4.0]

@@ -175,3 +175,35 @@ def test_concurrent_writers_of_one_owner_lose_nothing(tmp_path: Path) -> None:
         assert sum(pool.map(write, range(16))) == 16 * 50
     stored = pd.read_parquet(tmp_path / "feature_ledger")
     assert len(stored) == 16 * 50 and stored.groupby("level").size().eq(50).all()
+
+
+def test_sort_by_key_orders_dictionary_columns_by_their_values() -> None:
+    """Chunks with their own dictionaries (other orders, a null) sort as the plain strings."""
+    import pyarrow as pa
+
+    from eraflow.store import TABLES
+    from eraflow.store.arrow import sort_by_key
+
+    spec = TABLES["features"]
+    names = ["b", "a", "c", "a", "b", None, "c", "a"]
+    era_ids = [2, 1, 1, 1, 1, 0, 0, 3]
+    first = pa.array(names[:4]).dictionary_encode()
+    second = pa.DictionaryArray.from_arrays(
+        pa.array([1, None, 0, 2], pa.int32()), pa.array(["c", "b", "a"])
+    )  # "b", null, "c", "a": its dictionary in another order than the first chunk's
+    data = pa.table(
+        {
+            "entity": pa.chunked_array([pa.array(["e"] * 4), pa.array(["e"] * 4)]),
+            "sensor": pa.chunked_array([first, second]),
+            "era_id": pa.chunked_array([pa.array(era_ids[:4]), pa.array(era_ids[4:])]),
+        }
+    )
+    keys = [c for c in spec.key if c in data.column_names]
+    assert keys[-1] != "entity" and "sensor" in keys
+    got = sort_by_key(spec, data).to_pylist()
+    rows = [{"entity": "e", "sensor": s, "era_id": i} for s, i in zip(names, era_ids, strict=True)]
+
+    def order(row: dict[str, object]) -> tuple[tuple[bool, object], ...]:  # nulls last
+        return tuple((row[k] is None, row[k] or 0) for k in keys)
+
+    assert got == sorted(rows, key=order)

@@ -236,8 +236,20 @@ def concat_feature_rows(frames: Iterable[pd.DataFrame]) -> pd.DataFrame:
     row); the engine's batches hold millions of rows, so the labels are re-encoded.
     """
     parts = [f for f in frames if len(f.columns)]
+    labels = ("entity", "level", "sensor", "feature", "engine")
+    if len(parts) > 1:
+        for column in [c for c in labels if all(c in p.columns for p in parts)]:
+            # one set of categories: concat then keeps the codes (no string per row)
+            as_categories = [p[column].astype("category") for p in parts]
+            union = pd.Index(
+                pd.unique(np.concatenate([c.cat.categories.to_numpy() for c in as_categories]))
+            )
+            parts = [
+                p.assign(**{column: c.cat.set_categories(union)})
+                for p, c in zip(parts, as_categories, strict=True)
+            ]
     out = pd.concat(parts, ignore_index=True)
-    for column in ("entity", "level", "sensor", "feature", "engine"):
+    for column in labels:
         if column in out.columns and not isinstance(out[column].dtype, pd.CategoricalDtype):
             out[column] = out[column].astype("category")
     return out
