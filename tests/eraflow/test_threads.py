@@ -49,3 +49,27 @@ def test_a_thread_count_the_user_set_is_kept() -> None:
     threads = probe(OPENBLAS_NUM_THREADS="2")
     assert set(threads["after"]) == {min(2, os.cpu_count() or 1)}
     assert threads["omp"] is None  # nothing else set: the choice was the user's
+
+
+def test_every_compiled_kernel_releases_the_gil_and_is_cached() -> None:
+    """The pipeline's two threads run kernels side by side only if none holds the GIL."""
+    import importlib
+    import pkgutil
+
+    import numba.core.registry
+
+    import eraflow
+
+    kernels = {}
+    for info in pkgutil.walk_packages(eraflow.__path__, "eraflow."):
+        if "gpu" in info.name:
+            continue
+        module = importlib.import_module(info.name)
+        for name, value in vars(module).items():
+            if isinstance(value, numba.core.registry.CPUDispatcher):
+                cached = type(value._cache).__name__ != "NullCache"
+                kernels[f"{value.py_func.__module__}.{name}"] = (
+                    value.targetoptions.get("nogil", False) and cached
+                )
+    assert len(kernels) >= 20  # the eras' and the features' kernels were found
+    assert sorted(k for k, policy in kernels.items() if not policy) == []

@@ -22,10 +22,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from math import lgamma, log
 
-import numba
 import numpy as np
 from numpy.typing import NDArray
 
+from eraflow.common.jit import jit
 from eraflow.stages.eras.exceptions import BadSegmentationParameters, SignalDataError
 
 __all__ = ["BocpdResult", "bocpd", "pick_peaks"]
@@ -51,13 +51,13 @@ class BocpdResult:
     bkps: list[int]
 
 
-@numba.njit(cache=True)
+@jit()
 def _t_const(alpha: float) -> float:  # pragma: no cover - numba
     """The part of the Student-t log density that depends only on ``alpha``."""
     return lgamma(alpha + 0.5) - lgamma(alpha) - 0.5 * log(2.0 * alpha * np.pi)
 
 
-@numba.njit(cache=True)
+@jit()
 def _t_logpdf(
     xv: float, mu: float, kap: float, alpha: float, beta: float, tconst: float
 ) -> float:  # pragma: no cover - numba
@@ -67,7 +67,7 @@ def _t_logpdf(
     return tconst - 0.5 * log(scale2) - (alpha + 0.5) * np.log1p(z / (2.0 * alpha))
 
 
-@numba.njit(cache=True)
+@jit()
 def _bocpd_core(
     x: NDArray[np.float64],
     hazard: float,

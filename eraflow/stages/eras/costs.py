@@ -20,10 +20,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any, ClassVar, Self
 
-import numba
 import numpy as np
 from numpy.typing import NDArray
 
+from eraflow.common.jit import jit
 from eraflow.stages.eras.exceptions import SignalDataError
 from eraflow.stages.eras.fastlog import log_positive_normal
 
@@ -41,7 +41,7 @@ L2_CODE = 0
 NORMAL_CODE = 1
 
 
-@numba.njit(cache=True, inline="always")
+@jit(inline="always")
 def _logdet_spd(a: NDArray[np.float64]) -> float:  # pragma: no cover - numba
     """Log-determinant by LU with partial pivoting (as ``numpy.linalg.slogdet``), in place."""
     d = a.shape[0]
@@ -76,7 +76,7 @@ def _logdet_spd(a: NDArray[np.float64]) -> float:  # pragma: no cover - numba
 DIRECT_ROWS = 32
 
 
-@numba.njit(cache=True)
+@jit()
 def _direct_cov(
     x: NDArray[np.float64],
     start: int,
@@ -113,13 +113,13 @@ def _direct_cov(
         work[i, i] = acc / (m - ddof)
 
 
-@numba.njit(cache=True, inline="always")
+@jit(inline="always")
 def packed_index(d: int, i: int, j: int) -> int:  # pragma: no cover - numba
     """Column of ``(i, j)``, ``i <= j``, in a row-major packed upper triangle of order ``d``."""
     return i * d - i * (i - 1) // 2 + (j - i)
 
 
-@numba.njit(cache=True)
+@jit()
 def segment_cost(
     code: int,
     x: NDArray[np.float64],
@@ -200,7 +200,7 @@ def segment_cost(
     return _logdet_spd(work) * m
 
 
-@numba.njit(cache=True)
+@jit()
 def batch_costs(
     code: int,
     x: NDArray[np.float64],

@@ -9,9 +9,10 @@ vectorises it: about 4.5 ns per value, within 1 ulp of NumPy's ``log``.
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 from numpy.typing import NDArray
+
+from eraflow.common.jit import jit
 
 __all__ = ["log_positive_normal"]
 
@@ -26,7 +27,7 @@ _LG6 = 1.531383769920937332e-01
 _LG7 = 1.479819860511658591e-01
 
 
-@numba.njit(cache=True)
+@jit()
 def log_positive_normal(
     x: NDArray[np.float64], out: NDArray[np.float64], exponent: NDArray[np.int64], n: int
 ) -> None:  # pragma: no cover - numba

@@ -22,17 +22,17 @@ from __future__ import annotations
 
 from typing import Any
 
-import numba
 import numpy as np
 from numpy.typing import NDArray
 
+from eraflow.common.jit import jit
 from eraflow.stages.eras.costs import BaseCost, batch_costs, cost_factory, segment_cost
 from eraflow.stages.eras.exceptions import BadSegmentationParameters
 
 __all__ = ["bic_penalty", "partition_candidates", "pelt", "pelt_fitted"]
 
 
-@numba.njit(cache=True)
+@jit()
 def _pelt_core(
     code: int,
     x: NDArray[np.float64],
@@ -173,7 +173,7 @@ def bic_penalty(cost: BaseCost, *, n_rows: int, scale: float = 1.0) -> float:
     return float(scale * cost.n_params(cost.n_dims) * np.log(max(n_rows, 2)))
 
 
-@numba.njit(cache=True)
+@jit()
 def _partition_core(
     code: int,
     x: NDArray[np.float64],

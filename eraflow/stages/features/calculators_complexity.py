@@ -15,6 +15,7 @@ from typing import Any
 import numba
 import numpy as np
 
+from eraflow.common.jit import jit
 from eraflow.stages.features.kernels import Params, on_cpu, single_row, stack_rows
 from eraflow.stages.features.registry import feature
 from eraflow.stages.features.segments import SegmentBatch
@@ -89,7 +90,7 @@ def permutation_entropy(b: SegmentBatch, params: Params) -> Any:
     return stack_rows(b, rows)
 
 
-@numba.njit(cache=True)
+@jit()
 def _permutation_entropies(
     x: np.ndarray, offsets: np.ndarray, d: int, tau: int, out: np.ndarray
 ) -> None:  # pragma: no cover - numba
@@ -136,7 +137,7 @@ def _permutation_entropies(
         out[s] = entropy
 
 
-@numba.njit(cache=True)
+@jit()
 def _lempel_ziv(symbols: np.ndarray, bins: int) -> float:
     """Tsfresh's parse: the next word is the shortest prefix not yet seen (a prefix trie)."""
     n = symbols.size
@@ -165,7 +166,7 @@ def _lempel_ziv(symbols: np.ndarray, bins: int) -> float:
     return words / n
 
 
-@numba.njit(cache=True)
+@jit()
 def _lempel_ziv_all(x: np.ndarray, offsets: np.ndarray, bins: int) -> np.ndarray:
     out = np.full(offsets.size - 1, np.nan)
     for s in range(offsets.size - 1):
@@ -187,7 +188,7 @@ def lempel_ziv_complexity(b: SegmentBatch, params: Params) -> Any:
     )
 
 
-@numba.njit(cache=True)
+@jit()
 def _matches(x: np.ndarray, m: int, r: float, i: int, count_from: int) -> int:
     """Templates ``j >= count_from`` within Chebyshev distance ``r`` of template ``i``."""
     total = 0
@@ -202,7 +203,7 @@ def _matches(x: np.ndarray, m: int, r: float, i: int, count_from: int) -> int:
     return total
 
 
-@numba.njit(cache=True)
+@jit()
 def _phi(x: np.ndarray, m: int, r: float) -> float:
     count = x.size - m + 1
     acc = 0.0
@@ -211,7 +212,7 @@ def _phi(x: np.ndarray, m: int, r: float) -> float:
     return acc / count
 
 
-@numba.njit(cache=True)
+@jit()
 def _approximate_entropy_all(x: np.ndarray, offsets: np.ndarray, m: int, r: float) -> np.ndarray:
     out = np.full(offsets.size - 1, np.nan)
     for s in range(offsets.size - 1):
@@ -244,7 +245,7 @@ def approximate_entropy(b: SegmentBatch, params: Params) -> Any:
     )
 
 
-@numba.njit(cache=True)
+@jit()
 def _pairs_within(x: np.ndarray, m: int, r: float) -> float:
     """Tsfresh's count: ordered pairs of distinct templates of length m within r."""
     count = x.size - m + 1
@@ -254,7 +255,7 @@ def _pairs_within(x: np.ndarray, m: int, r: float) -> float:
     return total
 
 
-@numba.njit(cache=True)
+@jit()
 def _sample_entropy_all(x: np.ndarray, offsets: np.ndarray) -> np.ndarray:
     out = np.full(offsets.size - 1, np.nan)
     for s in range(offsets.size - 1):

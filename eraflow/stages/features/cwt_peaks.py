@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import math
 
-import numba
 import numpy as np
+
+from eraflow.common.jit import jit
 
 
 def ricker(points: int, a: float) -> np.ndarray:
@@ -73,7 +74,7 @@ def count_cwt_peaks(values: np.ndarray, n: int, transform: np.ndarray | None = N
     )
 
 
-@numba.njit(cache=True)
+@jit()
 def _kth(tree: np.ndarray, k: int, top: int) -> int:
     """The rank of the ``k``-th smallest (0-based) value counted in Fenwick ``tree``."""
     pos, remaining, step = 0, k + 1, top
@@ -85,7 +86,7 @@ def _kth(tree: np.ndarray, k: int, top: int) -> int:
     return pos
 
 
-@numba.njit(cache=True)
+@jit()
 def _bump(tree: np.ndarray, rank: int, by: int) -> None:
     i = rank + 1
     while i < tree.shape[0]:
@@ -93,7 +94,7 @@ def _bump(tree: np.ndarray, rank: int, by: int) -> None:
         i += i & -i
 
 
-@numba.njit(cache=True, error_model="numpy")
+@jit(error_model="numpy")
 def _noises(row0: np.ndarray, cols: np.ndarray, window: int) -> np.ndarray:
     """The noise filter's scoreatpercentile(row0[window around col], 10), per column.
 
@@ -132,7 +133,7 @@ def _noises(row0: np.ndarray, cols: np.ndarray, window: int) -> np.ndarray:
     return out
 
 
-@numba.njit(cache=True, error_model="numpy")
+@jit(error_model="numpy")
 def _count(
     cwt: np.ndarray,
     max_distances: np.ndarray,

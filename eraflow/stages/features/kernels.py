@@ -29,9 +29,9 @@ from collections.abc import Callable
 from fractions import Fraction
 from typing import Any
 
-import numba
 import numpy as np
 
+from eraflow.common.jit import jit
 from eraflow.stages.features import arrays as ar
 from eraflow.stages.features.cwt_peaks import count_cwt_peaks, ricker_transform
 from eraflow.stages.features.exact import EPS
@@ -164,7 +164,7 @@ lag, in the order the per-lag ``bincount`` summed, so the same numbers, instead 
 array, a gather and a ``bincount`` per lag (0.040 -> 0.00x s on 8 month-long segments)."""
 
 
-@numba.njit(cache=True)
+@jit()
 def _lagged_covs(d: Any, start: Any, n: Any, lags: int) -> Any:  # pragma: no cover - numba
     out = np.zeros((start.shape[0], lags))
     for s in range(start.shape[0]):
