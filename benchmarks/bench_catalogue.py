@@ -8,9 +8,10 @@ it (the era's grid values, NaN dropped; sensors without any value in the entity 
 Prints two tables and writes them as JSON:
 
 1. the whole profile: the engine (batches of at most ``--batch-values`` values, as the
-   pipeline's batches) against one tsfresh ``extract_features`` call (``n_jobs=2``,
-   ``OPENBLAS_NUM_THREADS=1``) on the same segments, with the number of values that differ
-   (``rtol 1e-6``; NaN equals NaN);
+   pipeline's batches, on ``--workers`` threads as its task runner maps them) against one
+   tsfresh ``extract_features`` call (``n_jobs=2``, ``OPENBLAS_NUM_THREADS=1``) on the same
+   segments, wall and CPU (tsfresh's worker processes included), with the number of values
+   that differ (``rtol 1e-6``; NaN equals NaN);
 2. per calculator, on every ``--table-every``-th segment: the engine's time for that
    calculator's combinations against tsfresh's own function called on each segment (what
    ``extract_features`` does inside each worker), so the slowest calculators are visible.
@@ -104,22 +105,51 @@ def load_segments(store_dir: Path, levels: list[str], sample: int, freq: str) ->
     )
 
 
-def engine_matrix(seg: Segments, specs: list[FeatureSpec], batch_values: int) -> np.ndarray:
-    """The engine over consecutive groups of segments of at most ``batch_values`` values."""
-    out = []
+def _cpu_with_children() -> float:
+    """User + system CPU of this process and of its waited-for children (tsfresh's pool)."""
+    own, children = (
+        resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)
+    )
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def engine_matrix(
+    seg: Segments, specs: list[FeatureSpec], batch_values: int, workers: int = 1
+) -> np.ndarray:
+    """The engine over consecutive groups of segments of at most ``batch_values`` values.
+
+    ``workers`` > 1: the groups run on that many threads, as the pipeline's task runner maps
+    its era batches (the kernels release the GIL).
+    """
+    bounds = []
     nseg = len(seg.labels)
     i = 0
     while i < nseg:
         j = i + 1
         while j < nseg and seg.offsets[j + 1] - seg.offsets[i] <= batch_values:
             j += 1
+        bounds.append((i, j))
+        i = j
+
+    def one(bound: tuple[int, int]) -> np.ndarray:
+        i, j = bound
         a, b = seg.offsets[i], seg.offsets[j]
         m, _, _ = compute_segment_matrix(
             seg.grid[a:b], seg.offsets[i : j + 1] - a, specs, device="cpu", step="5min"
         )
-        out.append(m)
-        i = j
-    return np.vstack(out)
+        return m
+
+    if workers <= 1:
+        return np.vstack([one(b) for b in bounds])
+    from concurrent.futures import ThreadPoolExecutor
+
+    # the largest groups first, so that no thread is left with a long one at the end
+    order = sorted(
+        range(len(bounds)), key=lambda k: seg.offsets[bounds[k][0]] - seg.offsets[bounds[k][1]]
+    )
+    with ThreadPoolExecutor(workers) as pool:
+        done = dict(zip(order, pool.map(one, [bounds[k] for k in order]), strict=True))
+    return np.vstack([done[k] for k in range(len(bounds))])
 
 
 def tsfresh_settings_of(specs: list[FeatureSpec]) -> dict[str, list[dict] | None]:
@@ -198,8 +228,16 @@ def main() -> None:
     ap.add_argument("--freq", default="5min")
     ap.add_argument("--sample", type=int, default=1, help="keep every k-th era (1: all)")
     ap.add_argument("--table-every", type=int, default=20, help="segments for the table")
-    ap.add_argument("--batch-values", type=int, default=2_000_000)
+    ap.add_argument(
+        "--batch-values",
+        type=int,
+        default=400_000,
+        help="values per engine batch (the pipeline's: 20,000 grid rows of ~20 sensors)",
+    )
     ap.add_argument("--n-jobs", type=int, default=2)
+    ap.add_argument(
+        "--workers", type=int, default=2, help="engine threads (the pipeline's task runner)"
+    )
     ap.add_argument("--json", type=Path, default=Path("bench_catalogue.json"))
     args = ap.parse_args()
 
@@ -214,23 +252,32 @@ def main() -> None:
         f"{nvalid:,} values; profile {args.profile!r}: {len(specs)} tsfresh features\n"
     )
 
-    t0 = time.perf_counter()
-    ours = engine_matrix(seg, specs, args.batch_values)
-    t_engine = time.perf_counter() - t0
+    t0, c0 = time.perf_counter(), time.process_time()
+    ours = engine_matrix(seg, specs, args.batch_values, args.workers)
+    t_engine, cpu_engine = time.perf_counter() - t0, time.process_time() - c0
     peak_engine = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), _cpu_with_children()
     ref = run_tsfresh(seg, specs, args.n_jobs)
-    t_tsfresh = time.perf_counter() - t0
+    t_tsfresh, cpu_tsfresh = time.perf_counter() - t0, _cpu_with_children() - c0
     theirs = ref.reindex(index=np.arange(len(seg.labels)))[["v__" + s.name for s in specs]]
     diff_by_calc: dict[str, int] = {}
     for j, s in enumerate(specs):
         n = differing(ours[:, j], theirs.iloc[:, j].to_numpy(dtype=float))
         diff_by_calc[s.calculator] = diff_by_calc.get(s.calculator, 0) + n
     total_values = ours.size
-    print(f"{'whole profile':<34}{'time [s]':>10}")
-    print(f"{'engine (numpy)':<34}{t_engine:>10.1f}   peak RSS {peak_engine:.2f} GiB")
-    print(f"{f'tsfresh extract_features n_jobs={args.n_jobs}':<34}{t_tsfresh:>10.1f}")
-    print(f"ratio tsfresh / engine: {t_tsfresh / t_engine:.1f}x")
+    print(f"{'whole profile':<34}{'wall [s]':>10}{'CPU [s]':>10}")
+    print(
+        f"{f'engine (numpy, {args.workers} threads)':<34}{t_engine:>10.1f}{cpu_engine:>10.1f}"
+        f"   peak RSS {peak_engine:.2f} GiB"
+    )
+    print(
+        f"{f'tsfresh extract_features n_jobs={args.n_jobs}':<34}{t_tsfresh:>10.1f}"
+        f"{cpu_tsfresh:>10.1f}"
+    )
+    print(
+        f"ratio tsfresh / engine: {t_tsfresh / t_engine:.1f}x wall, "
+        f"{cpu_tsfresh / cpu_engine:.1f}x CPU"
+    )
     print(
         f"values differing (rtol 1e-6): {sum(diff_by_calc.values()):,} of {total_values:,} "
         f"({', '.join(f'{k} {v}' for k, v in diff_by_calc.items() if v) or 'none'})\n"
@@ -271,6 +318,10 @@ def main() -> None:
                 "values": nvalid,
                 "features": len(specs),
                 "engine_s": t_engine,
+                "engine_cpu_s": cpu_engine,
+                "engine_threads": args.workers,
+                "tsfresh_cpu_s": cpu_tsfresh,
+                "ratio_cpu": cpu_tsfresh / cpu_engine,
                 "engine_peak_rss_gib": peak_engine,
                 "tsfresh_s": t_tsfresh,
                 "tsfresh_n_jobs": args.n_jobs,

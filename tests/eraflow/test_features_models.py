@@ -93,3 +93,21 @@ def test_an_exact_fit_takes_the_smallest_lag():
     """
     x = 3.0 + 0.25 * np.arange(120)
     assert engine_adf(x)["usedlag"] == 0  # (its statistic is a ratio of rounding errors)
+
+
+@pytest.mark.parametrize(("seed", "n"), [(0, 600), (1, 2500), (2, 6000)])
+def test_gram_route_equals_statsmodels_on_sensor_like_series(seed, n):
+    """Long, well-conditioned series take the Gram route; values as statsmodels' adfuller."""
+    from eraflow.stages.features.calculators_models import _adf_design, _centred_upper
+
+    rng = np.random.default_rng(seed)
+    x = 20.0 + np.cumsum(rng.normal(0.0, 0.1, n)) + np.sin(np.arange(n) / 40.0)
+    design, y = _adf_design(x, np.diff(x), 10)
+    assert _centred_upper(design, y) is not None  # the route under test
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        stat, pvalue, used, *_ = adfuller(x, autolag="AIC")
+    got = engine_adf(x)
+    assert got["usedlag"] == used
+    assert got["teststat"] == pytest.approx(stat, rel=1e-9)
+    assert got["pvalue"] == pytest.approx(pvalue, rel=1e-9)
