@@ -25,7 +25,7 @@ SOURCE = ROOT / "eraflow" / "stages" / "features"
 CALCULATOR_MAY_IMPORT = {"registry", "kernels", "arrays", "segments"}
 KERNEL_LAYER = {"kernels", "spectral", "cwt_peaks", "exact", "arrays", "segments"}
 KERNEL_LAYER_MAY_IMPORT = KERNEL_LAYER
-ERAFLOW_OUTSIDE_ALLOWED = {"eraflow.common.errors"}
+ERAFLOW_OUTSIDE_ALLOWED = {"eraflow.common.errors", "eraflow.common.jit"}  # leaves
 EXPECTED_CALCULATOR_MODULES = {
     "calculators_basic",
     "calculators_complexity",
