@@ -126,13 +126,16 @@ def _dictionary_ranks(column: pa.ChunkedArray) -> pa.ChunkedArray:
     """Each row's rank among the dictionary's values: sorts as the values, without them.
 
     Casting a dictionary column to its values builds a string per row (millions in a
-    feature batch); ranking the few distinct values and taking them by index does not.
+    feature batch); ranking the few distinct values and taking them by index does not. The
+    chunks are first given one dictionary, so that their ranks compare.
     """
-    chunks = []
-    for chunk in column.chunks:
-        ranks = pc.rank(chunk.dictionary, sort_keys="ascending", tiebreaker="dense")
-        chunks.append(pc.take(ranks, chunk.indices))
-    return pa.chunked_array(chunks, type=pa.uint64())
+    unified = column.unify_dictionaries()
+    if unified.num_chunks == 0:
+        return pa.chunked_array([], type=pa.uint64())
+    ranks = pc.rank(unified.chunk(0).dictionary, sort_keys="ascending", tiebreaker="dense")
+    return pa.chunked_array(
+        [pc.take(ranks, chunk.indices) for chunk in unified.chunks], type=pa.uint64()
+    )
 
 
 def sort_by_key(spec: Table, data: pa.Table) -> pa.Table:

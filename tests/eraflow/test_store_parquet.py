@@ -185,12 +185,12 @@ def test_sort_by_key_orders_dictionary_columns_by_their_values() -> None:
     from eraflow.store.arrow import sort_by_key
 
     spec = TABLES["features"]
-    names = ["b", "a", "c", "a", "b", None, "c", "a"]
-    era_ids = [2, 1, 1, 1, 1, 0, 0, 3]
+    names = ["b", "a", "c", "a", "c", None, "d", "d"]
+    era_ids = [1, 1, 2, 0, 1, 0, 0, 3]
     first = pa.array(names[:4]).dictionary_encode()
     second = pa.DictionaryArray.from_arrays(
-        pa.array([1, None, 0, 2], pa.int32()), pa.array(["c", "b", "a"])
-    )  # "b", null, "c", "a": its dictionary in another order than the first chunk's
+        pa.array([0, None, 1, 1], pa.int32()), pa.array(["c", "d"])
+    )  # "c", null, "d", "d": its own dictionary, where "c" comes first as "a" does in the first
     data = pa.table(
         {
             "entity": pa.chunked_array([pa.array(["e"] * 4), pa.array(["e"] * 4)]),
