@@ -139,15 +139,13 @@ def engine_matrix(
         )
         return m
 
-    if workers <= 1:
-        return np.vstack([one(b) for b in bounds])
     from concurrent.futures import ThreadPoolExecutor
 
     # the largest groups first, so that no thread is left with a long one at the end
     order = sorted(
         range(len(bounds)), key=lambda k: seg.offsets[bounds[k][0]] - seg.offsets[bounds[k][1]]
     )
-    with ThreadPoolExecutor(workers) as pool:
+    with ThreadPoolExecutor(max(workers, 1)) as pool:
         done = dict(zip(order, pool.map(one, [bounds[k] for k in order]), strict=True))
     return np.vstack([done[k] for k in range(len(bounds))])
 

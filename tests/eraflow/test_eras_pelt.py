@@ -179,7 +179,7 @@ def test_pelt_cost_params_follow_ruptures() -> None:
 @pytest.mark.parametrize(("model", "n_dims"), [("l2", 1), ("l2", 3), ("normal", 1), ("normal", 4)])
 def test_batch_costs_equal_ruptures_costs(model: str, n_dims: int) -> None:
     """PELT's vectorised costs of many starts against one end, short, long and singular ones."""
-    from eraflow.stages.eras.costs import batch_costs
+    from eraflow.stages.eras.costs import batch_costs, batch_scratch
 
     rng = np.random.default_rng(5)
     x = rng.normal(1.0, 2.0, size=(400, n_dims)) + np.linspace(0, 30, 400)[:, None]
@@ -191,13 +191,10 @@ def test_batch_costs_equal_ruptures_costs(model: str, n_dims: int) -> None:
     for params in ({}, {"add_small_diag": False}) if model == "normal" else ({},):
         ours = cost_factory(model, **params).fit(x)
         ref = rpt.costs.cost_factory(model, **params).fit(x)
-        d, count = n_dims, len(starts)
+        count = len(starts)
         out = np.empty(count)
-        scratch = [np.empty((d, count)), np.empty((d * (d + 1) // 2, count)), np.empty((4, count))]
-        batch_costs(
-            ours.code, ours.x, ours.s1, ours.s2, ours.eps, starts, count, end, out, *scratch,
-            np.empty(count), np.empty(count), np.empty(count, dtype=np.int64), np.empty((d, d)),
-        )  # fmt: skip
+        scratch = batch_scratch(n_dims, count)
+        batch_costs(ours.code, ours.x, ours.s1, ours.s2, ours.eps, starts, count, end, out, scratch)
         expected = np.array([ref.error(int(s), end) for s in starts])
         # on the constant stretch cumulative sums leave ~1e-12 of variance beside the 1e-6
         # floor; without the floor that residue stands where ruptures has log(0): compare the

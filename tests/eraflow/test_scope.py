@@ -183,3 +183,31 @@ def test_entities_with_data_reads_the_coverage(store: ResultStore) -> None:
     assert entities_with_data(store, T0, T0 + 2 * DAY) == ["a"]
     assert entities_with_data(store, T0, T0 + 20 * DAY) == ["a", "b"]
     assert entities_with_data(store, T0, T0 + 20 * DAY, among=["b"]) == ["b"]
+
+
+def test_column_codes_agree_across_batches_sharing_or_not_their_dictionaries() -> None:
+    """Batches repeating a dictionary reuse its codes; a new dictionary maps to the same names."""
+    import pyarrow as pa
+
+    from eraflow.runs.scope import _column_codes
+
+    sensors, features = pa.array(["t", "rh"]), pa.array(["mean", "max"])
+
+    def batch(s: list[int], f: list[int], s_dict=sensors, f_dict=features):
+        return (
+            pa.DictionaryArray.from_arrays(pa.array(s, pa.int32()), s_dict),
+            pa.DictionaryArray.from_arrays(pa.array(f, pa.int32()), f_dict),
+        )
+
+    code_of: dict[str, int] = {}
+    known: dict = {}
+    first = _column_codes(*batch([0, 1], [1, 0]), code_of, known)  # t__max, rh__mean
+    second = _column_codes(*batch([1, 0, 0], [1, 1, 0]), code_of, known)  # rh__max, t__max, t__mean
+    third = _column_codes(
+        *batch([0, 1], [0, 0], pa.array(["rh", "co2"]), pa.array(["max"])), code_of, known
+    )  # rh__max, co2__max: other dictionaries
+    name = {code: n for n, code in code_of.items()}
+    assert [name[c] for c in first] == ["t__max", "rh__mean"]
+    assert [name[c] for c in second] == ["rh__max", "t__max", "t__mean"]
+    assert [name[c] for c in third] == ["rh__max", "co2__max"]
+    assert len(code_of) == 5 and len(known) == 2

@@ -32,6 +32,7 @@ __all__ = [
     "CostL2",
     "CostNormal",
     "batch_costs",
+    "batch_scratch",
     "cost_factory",
     "segment_cost",
 ]
@@ -201,6 +202,23 @@ def segment_cost(
 
 
 @jit()
+def batch_scratch(
+    n_dims: int, capacity: int
+) -> tuple[NDArray[np.float64], NDArray[np.int64], NDArray[np.float64]]:  # pragma: no cover
+    """Scratch of :func:`batch_costs` for up to ``capacity`` starts, allocated once per search.
+
+    One block of rows (the ``d`` sums, the ``d (d + 1) / 2`` moments, four per-start rows,
+    the determinants and the pivots' reciprocals), the log's exponents, a ``d x d`` matrix.
+    """
+    n_packed = n_dims * (n_dims + 1) // 2
+    return (
+        np.empty((n_dims + n_packed + 6, capacity)),
+        np.empty(capacity, dtype=np.int64),
+        np.empty((n_dims, n_dims)),
+    )
+
+
+@jit()
 def batch_costs(
     code: int,
     x: NDArray[np.float64],
@@ -211,15 +229,11 @@ def batch_costs(
     count: int,
     end: int,
     out: NDArray[np.float64],
-    sums: NDArray[np.float64],
-    moments: NDArray[np.float64],
-    rows: NDArray[np.float64],
-    det: NDArray[np.float64],
-    factor: NDArray[np.float64],
-    exponent: NDArray[np.int64],
-    work: NDArray[np.float64],
+    scratch: tuple[NDArray[np.float64], NDArray[np.int64], NDArray[np.float64]],
 ) -> None:  # pragma: no cover - numba
     """``out[k] = segment_cost(..., starts[k], end, ...)`` for ``k < count``, vectorised.
+
+    ``scratch`` comes from :func:`batch_scratch` with room for ``count`` starts.
 
     Why not a loop of :func:`segment_cost`: PELT costs every admissible start against one end,
     and per start the covariance, its factorisation and the log were scalar code with a
@@ -231,7 +245,11 @@ def batch_costs(
     positive definite, or whose determinant leaves the normal range fall back to
     :func:`segment_cost`, so the values agree with it to rounding (about 1e-13 relative).
     """
-    d = s1.shape[1]
+    block, exponent, work = scratch
+    d, n_packed = s1.shape[1], s2.shape[1]
+    sums, moments = block[:d], block[d : d + n_packed]
+    rows = block[d + n_packed : d + n_packed + 4]  # m, 1/m, 1/(m - ddof), smallest pivot
+    det, factor = block[d + n_packed + 4], block[d + n_packed + 5]
     for k in range(count):
         t = starts[k]
         m = float(end - t)
@@ -246,7 +264,7 @@ def batch_costs(
                 q = packed_index(d, i, i)
                 moments[q, k] = s2[end, q] - s2[t, q]
         else:
-            for q in range(s2.shape[1]):
+            for q in range(n_packed):
                 moments[q, k] = s2[end, q] - s2[t, q]
     if code == L2_CODE:
         for k in range(count):

@@ -26,7 +26,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from eraflow.common.jit import jit
-from eraflow.stages.eras.costs import BaseCost, batch_costs, cost_factory, segment_cost
+from eraflow.stages.eras.costs import (
+    BaseCost,
+    batch_costs,
+    batch_scratch,
+    cost_factory,
+    segment_cost,
+)
 from eraflow.stages.eras.exceptions import BadSegmentationParameters
 
 __all__ = ["bic_penalty", "partition_candidates", "pelt", "pelt_fitted"]
@@ -48,14 +54,7 @@ def _pelt_core(
     """
     n = s1.shape[0] - 1
     d = s1.shape[1]
-    n_packed = s2.shape[1]
-    sums = np.empty((d, n + 1))
-    moments = np.empty((n_packed, n + 1))
-    rows = np.empty((4, n + 1))
-    det = np.empty(n + 1)
-    factor = np.empty(n + 1)
-    exponent = np.empty(n + 1, dtype=np.int64)
-    work = np.empty((d, d))
+    scratch = batch_scratch(d, n + 1)
     costs = np.empty(n + 1)
     f = np.full(n + 1, np.inf)
     f[0] = 0.0
@@ -73,10 +72,7 @@ def _pelt_core(
         if not has[adm[n_adm - 1]]:
             # ruptures skips it, and zip() then drops it: it is always the newest point
             n_adm -= 1
-        batch_costs(
-            code, x, s1, s2, eps, adm, n_adm, bkp, costs,
-            sums, moments, rows, det, factor, exponent, work,
-        )  # fmt: skip
+        batch_costs(code, x, s1, s2, eps, adm, n_adm, bkp, costs, scratch)
         best = np.inf
         best_t = -1
         for k in range(n_adm):

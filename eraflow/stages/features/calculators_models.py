@@ -198,7 +198,8 @@ def _centred_upper(design: np.ndarray, y: np.ndarray) -> np.ndarray | None:
 
     Why not QR: for the long segments of coarse eras the ADF's two QR factorisations were
     nearly half of the whole profile's time; the Gram matrix is one BLAS product and its
-    Cholesky factor is QR's R up to signs (8-14x less time at 6,000-30,000 rows). Centring
+    Cholesky factor is QR's R up to signs (the product took 8-14x less time than the QR at
+    6,000-30,000 rows; the whole ADF 2-3.4x less). Centring
     takes the constant column out (an intercept's fit equals the centred fit's), which keeps
     the Gram matrix well conditioned; where a column is still nearly dependent on the ones
     before it (:data:`GRAM_PIVOT_SHARE`), or ``y`` is fitted exactly, None sends the caller
