@@ -95,16 +95,16 @@ def _read_files_or_table(source: SourceOptions) -> list[IngestResult]:
     if source.name == POSTGRES:
         table = PostgresSourceConfig.parse(source.postgres or {})
         with source_connection(source) as connection:
-            return [
-                read_postgres(
-                    table,
-                    connection,
-                    start=source.start,
-                    end=source.end,
-                    entities=source.entities,
-                    progress=progress,
-                )
-            ]
+            result = read_postgres(
+                table,
+                connection,
+                start=source.start,
+                end=source.end,
+                entities=source.entities,
+                progress=progress,
+            )
+        progress.finish()  # the rows' total was unknown while reading
+        return [result]
     mapping = load_mapping(source.name)
     return read_mapping(
         mapping,

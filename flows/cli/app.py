@@ -8,6 +8,7 @@ Without ``PREFECT_API_URL``, a run starts a private Prefect server that dies wit
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from collections.abc import Iterator
@@ -39,8 +40,11 @@ PROJECT = Path(__file__).resolve().parents[2]
 
 
 @contextmanager
-def _prefect_context(home: Path) -> Iterator[None]:
-    """A private server unless PREFECT_API_URL points at one (see flows.cli.local_server)."""
+def _prefect_context(home: Path, preload: str | None = None) -> Iterator[None]:
+    """A private server unless PREFECT_API_URL points at one (see flows.cli.local_server).
+
+    The ``preload`` module (the command's flow) is imported while the private server starts.
+    """
     if os.environ.get("PREFECT_API_URL"):
         yield
         return
@@ -48,7 +52,9 @@ def _prefect_context(home: Path) -> Iterator[None]:
 
     from flows.cli.local_server import private_server
 
-    with private_server(home) as url, temporary_settings({PREFECT_API_URL: url}):
+    meanwhile = (lambda: importlib.import_module(preload)) if preload else None
+    server = private_server(home, meanwhile=meanwhile)
+    with server as url, temporary_settings({PREFECT_API_URL: url}):
         try:
             yield
         finally:
@@ -98,7 +104,7 @@ def run(*, config: BaseModel | None = None) -> int:
     """Run the pipeline once (every option below is also a flow parameter)."""
     config = _tree(config)
     _preflight(config)
-    with _prefect_context(_home()):
+    with _prefect_context(_home(), preload="flows.pipeline"):
         from flows.pipeline import feature_pipeline
         from tasks.resources import check_resources
 
@@ -128,7 +134,7 @@ def backfill(*, config: BaseModel | None = None, chunks: BackfillSettings | None
             "server: export PREFECT_API_URL (eraflow server up prints the line)"
         )
     params = {k: v for k, v in config.flat().items() if k not in ("start", "end")}
-    with _prefect_context(_home()):
+    with _prefect_context(_home(), preload="flows.backfill"):
         from flows.backfill import backfill as backfill_flow
         from tasks.resources import check_resources
 

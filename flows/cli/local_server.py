@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
@@ -31,6 +31,22 @@ from eraflow.common.errors import ConfigError
 PREFECT = str(Path(sys.executable).parent / "prefect")
 QUIET = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1"}
 POOLS = ("cpu-pool", "gpu-pool")
+#: Server loops a private server has no use for: it has no deployments, schedules, workers,
+#: automations or paused runs, and dies with its command. Idle, they took 0.63 s of CPU per
+#: 30 s; without them 0.36 s. The events and task-run recorders stay (the runs' history).
+PRIVATE_SERVICES_OFF = {
+    f"PREFECT_SERVER_SERVICES_{name}_ENABLED": "false"
+    for name in (
+        "CANCELLATION_CLEANUP",
+        "CLEANUP_RECONCILER",
+        "FOREMAN",
+        "LATE_RUNS",
+        "PAUSE_EXPIRATIONS",
+        "REPOSSESSOR",
+        "SCHEDULER",
+        "TRIGGERS",
+    )
+} | {"PREFECT_SERVER_SERVICES_DB_VACUUM_ENABLED": "[]"}
 
 
 def free_port() -> int:
@@ -58,7 +74,7 @@ def wait_healthy(url: str, process: subprocess.Popen[bytes], timeout: float, log
         if process.poll() is not None or time.monotonic() > deadline:
             tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
             raise RuntimeError(f"the Prefect server at {url} did not start:\n{tail}")
-        time.sleep(0.5)
+        time.sleep(0.1)
 
 
 def server_env(home: Path, url: str) -> dict[str, str]:
@@ -94,8 +110,14 @@ def _starting(home: Path, timeout: float) -> Iterator[None]:
 
 
 @contextmanager
-def private_server(home: Path, timeout: float = 120.0) -> Iterator[str]:
-    """A Prefect server for this process only; yields its API URL, stops it afterwards."""
+def private_server(
+    home: Path, timeout: float = 120.0, meanwhile: Callable[[], object] | None = None
+) -> Iterator[str]:
+    """A Prefect server for this process only; yields its API URL, stops it afterwards.
+
+    ``meanwhile`` runs while the server starts (the flow's imports: about 2 s of the 3 s the
+    server takes, on a second core).
+    """
     home.mkdir(parents=True, exist_ok=True)
     port = free_port()
     url = f"http://127.0.0.1:{port}/api"
@@ -104,12 +126,14 @@ def private_server(home: Path, timeout: float = 120.0) -> Iterator[str]:
         args = ["server", "start", "--host", "127.0.0.1", "--port", str(port), "--analytics-off"]
         process = subprocess.Popen(
             [PREFECT, *args],
-            env=server_env(home, url),
+            env=server_env(home, url) | PRIVATE_SERVICES_OFF,
             stdout=log.open("wb"),
             stderr=subprocess.STDOUT,
             preexec_fn=_die_with_parent,
         )
         try:
+            if meanwhile is not None:
+                meanwhile()
             wait_healthy(url, process, timeout, log)
         except BaseException:
             stop_tree(process.pid, grace=10.0)

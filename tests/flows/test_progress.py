@@ -8,14 +8,17 @@ import pty
 import select
 import subprocess
 from pathlib import Path
+from uuid import UUID
 
 import pytest
+from prefect import flow
 from prefect.client.orchestration import get_client
-from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterType
+from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterId, ArtifactFilterType
 
 from eraflow.common.progress import Step, listening
 from eraflow.config import SimulatorSettings
 from flows.pipeline import feature_pipeline
+from tasks._common import RunProgress
 from tests.conftest import REPO
 
 
@@ -42,6 +45,36 @@ def test_each_stage_reports_n_of_n_to_prefect_and_to_listeners(tmp_path: Path) -
     described = {str(a.description) for a in artifacts}
     assert "eras: 2 of 2 entities" in described
     assert f"features on cpu: {batches} of {batches} batches" in described
+
+
+def _shown(artifact: UUID | None) -> str:
+    """The description the Prefect server holds for a progress artifact now."""
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(id=ArtifactFilterId(any_=[artifact]))
+        )
+    return str(found[0].description)
+
+
+def test_the_artifact_is_updated_at_most_every_interval_and_always_at_the_end() -> None:
+    heard: list[str] = []
+
+    @flow
+    def steps(interval: float) -> list[str]:
+        progress = RunProgress("t", "steps")
+        progress.ARTIFACT_INTERVAL_S = interval
+        seen = []
+        for done in (1, 2, 3, 4):
+            progress(done, 4)
+            seen.append(_shown(progress._artifact))
+        return seen
+
+    with listening(lambda step: heard.append(step.text)):
+        throttled = steps(3600.0)
+        every = steps(0.0)
+    assert throttled == ["t: 1 of 4 steps"] * 3 + ["t: 4 of 4 steps"]
+    assert every == [f"t: {n} of 4 steps" for n in (1, 2, 3, 4)]
+    assert heard == [f"t: {n} of 4 steps" for n in (1, 2, 3, 4)] * 2  # the bar hears each
 
 
 def _run_in_terminal(args: list[str], env: dict[str, str]) -> str:
