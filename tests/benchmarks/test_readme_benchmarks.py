@@ -63,3 +63,15 @@ def test_bench_catalogue_level_a_as_written(tmp_path: Path) -> None:
     differing = {name for name, count in result["differing"].items() if count}
     assert differing <= {"permutation_entropy"}  # the documented ties only
     assert sum(result["differing"].values()) < 0.01 * result["segments"] * result["features"]
+
+
+def test_bench_prefect_overhead_month_as_written(tmp_path: Path) -> None:
+    out = run_benchmark(["bench_prefect_overhead.py", "--pairs", "1"], tmp_path)
+    result = json.loads((REPO / "benchmarks" / "results" / "prefect_overhead.json").read_text())
+    assert result["range"] == "month" and result["server"] == "private"
+    (pair,) = result["pairs"]
+    assert all(v.startswith("same") for v in pair["tables"].values()), pair["tables"]
+    a, b = pair["prefect"], pair["plain"]
+    assert pair["cpu_share"] == round((a["cpu_s"] - b["cpu_s"]) / a["cpu_s"], 3)
+    assert a["task_runs_total"] > 0 and b["stages"]["features"] > 0
+    assert "| CPU s |" in out and "month (2015-10-01..2015-11-01), 1 pairs" in out
