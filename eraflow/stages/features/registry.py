@@ -23,13 +23,13 @@ as soon as ``eraflow.stages.features`` is imported.
 
 from __future__ import annotations
 
-import ast
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from eraflow.common.errors import ConfigError
+from eraflow.common.literals import read_literal
 
 Profile = Literal["minimal", "efficient", "comprehensive", "seeds"]
 PROFILES: tuple[str, ...] = ("minimal", "efficient", "comprehensive", "seeds")
@@ -190,8 +190,9 @@ class FeatureSpec:
 def parse_feature_name(name: str) -> FeatureSpec:
     """Parse a feature name (without the sensor prefix) back into a :class:`FeatureSpec`.
 
-    The inverse of :attr:`FeatureSpec.name`; values are read with ``ast.literal_eval`` as
-    tsfresh's ``get_config_from_string`` does (``nan``/``inf`` spelled out are accepted).
+    The inverse of :attr:`FeatureSpec.name`; values are read as Python literals
+    (:func:`~eraflow.common.literals.read_literal`) as tsfresh's ``get_config_from_string``
+    does (``nan``/``inf`` spelled out are accepted).
 
     Raises
     ------
@@ -212,7 +213,7 @@ def parse_feature_name(name: str) -> FeatureSpec:
             params[key] = float(low)
             continue
         try:
-            params[key] = ast.literal_eval(raw)
+            params[key] = read_literal(raw)
         except (ValueError, SyntaxError) as exc:
             raise ConfigError(
                 f"cannot read value {raw!r} of parameter {key!r} in feature name {name!r}"

@@ -27,7 +27,6 @@ Days are calendar days of the catalogue's ``day_timezone`` (UTC by default). Per
 
 from __future__ import annotations
 
-import ast
 import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -38,6 +37,7 @@ import pandas as pd
 
 from eraflow.catalogue import GreenhouseConstants
 from eraflow.common.errors import ConfigError, DataError
+from eraflow.common.literals import read_literal
 from eraflow.stages.features import FEATURE_COLUMNS, FeatureSpec, infer_step
 from eraflow.stages.features.engine import to_utc_ns, validate_inputs
 from eraflow.stages.greenhouse.signals import (
@@ -293,7 +293,7 @@ def parse_greenhouse_name(name: str) -> FeatureSpec:
     """Parse a greenhouse feature name back into its :class:`FeatureSpec`.
 
     The inverse of ``spec.name``, by the engine's grammar: ``<calculator>__<param>_<value>``,
-    values read with ``ast.literal_eval`` (strings quoted).
+    values read as Python literals (strings quoted).
 
     Raises
     ------
@@ -308,7 +308,7 @@ def parse_greenhouse_name(name: str) -> FeatureSpec:
     for part in parts:
         key, sep, raw = part.rpartition("_")
         try:
-            params[key] = ast.literal_eval(raw) if sep else None
+            params[key] = read_literal(raw) if sep else None
         except (ValueError, SyntaxError) as exc:
             raise ConfigError(f"cannot read parameter {part!r} of feature name {name!r}") from exc
     spec = FeatureSpec(calc, params)
