@@ -25,7 +25,11 @@ SOURCE = ROOT / "eraflow" / "stages" / "features"
 CALCULATOR_MAY_IMPORT = {"registry", "kernels", "arrays", "segments"}
 KERNEL_LAYER = {"kernels", "spectral", "cwt_peaks", "exact", "arrays", "segments"}
 KERNEL_LAYER_MAY_IMPORT = KERNEL_LAYER
-ERAFLOW_OUTSIDE_ALLOWED = {"eraflow.common.errors", "eraflow.common.jit"}  # leaves
+ERAFLOW_OUTSIDE_ALLOWED = {
+    "eraflow.common.errors",
+    "eraflow.common.jit",
+    "eraflow.common.literals",
+}  # leaves
 EXPECTED_CALCULATOR_MODULES = {
     "calculators_basic",
     "calculators_complexity",
