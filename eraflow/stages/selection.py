@@ -203,12 +203,37 @@ def _standardise(x: np.ndarray, *, overwrite: bool = False) -> tuple[np.ndarray,
     return z, mask
 
 
-def _pairwise_r_general(xp: Any, zc: Any, mc: Any, zk: Any, mk: Any, min_overlap: int) -> Any:
-    nn = mc.T @ mk
-    sx = zc.T @ mk
-    sy = mc.T @ zk
-    sxx = (zc * zc).T @ mk
-    syy = mc.T @ (zk * zk)
+def _pattern_masks(xp: Any, m: Any, patterns: np.ndarray) -> tuple[Any, Any]:
+    """(one mask column per distinct pattern, each column's pattern position)."""
+    _, first, position = np.unique(patterns, return_index=True, return_inverse=True)
+    return m[:, xp.asarray(first)], xp.asarray(position.reshape(-1))
+
+
+def _pairwise_r_general(
+    xp: Any,
+    zc: Any,
+    mc: Any,
+    zk: Any,
+    mk: Any,
+    min_overlap: int,
+    patterns: tuple[np.ndarray, np.ndarray],
+) -> Any:
+    """Pearson r from the pairwise sums (n, sx, sy, sxx, syy, sxy) of masked blocks.
+
+    Why the masks go by pattern: a sum over the rows where the other column is finite takes
+    that column only through its mask, and columns of one pattern share it. So ``n``, ``sx``,
+    ``sxx``, ``sy`` and ``syy`` are products with one mask column per pattern (tens, against
+    a block's thousand columns) spread back to the columns; only ``sxy`` is a product of the
+    whole blocks. On the Knud Jepsen year's level C (1,334 eras, 14,028 features, 50-100
+    patterns per block) the selection took 9.7 s of CPU instead of 15.2 s, the same result.
+    """
+    uc, at_c = _pattern_masks(xp, mc, patterns[0])
+    uk, at_k = _pattern_masks(xp, mk, patterns[1])
+    nn = (uc.T @ uk)[at_c][:, at_k]
+    sx = (zc.T @ uk)[:, at_k]
+    sxx = ((zc * zc).T @ uk)[:, at_k]
+    sy = (uc.T @ zk)[at_c]
+    syy = (uc.T @ (zk * zk))[at_c]
     sxy = zc.T @ zk
     safe_n = xp.where(nn > 0, nn, 1.0)
     cov = sxy - sx * sy / safe_n
@@ -219,19 +244,38 @@ def _pairwise_r_general(xp: Any, zc: Any, mc: Any, zk: Any, mk: Any, min_overlap
     return xp.where(ok, cov / xp.where(ok, den, 1.0), 0.0)
 
 
-def _pairwise_r_sums(xp: Any, zc: Any, mc: Any, zk: Any, mk: Any, min_overlap: int) -> Any:
+def _pairwise_r_sums(
+    xp: Any,
+    zc: Any,
+    mc: Any,
+    zk: Any,
+    mk: Any,
+    min_overlap: int,
+    patterns: tuple[np.ndarray, np.ndarray],
+) -> Any:
     n = zc.shape[0]
     r = (zc.T @ zk) / n if n >= min_overlap else xp.zeros((zc.shape[1], zk.shape[1]))
-    partial_c = mc.min(axis=0) < 1
-    inc_c, com_c = xp.nonzero(partial_c)[0], xp.nonzero(~partial_c)[0]
-    inc_k = xp.nonzero(mk.min(axis=0) < 1)[0]
+    partial_c = ar.to_host(mc.min(axis=0) < 1)
+    inc_c, com_c = np.nonzero(partial_c)[0], np.nonzero(~partial_c)[0]
+    inc_k = np.nonzero(ar.to_host(mk.min(axis=0) < 1))[0]
+    pc, pk = patterns
     if inc_c.size:
-        r[inc_c, :] = _pairwise_r_general(xp, zc[:, inc_c], mc[:, inc_c], zk, mk, min_overlap)
-    if inc_k.size and com_c.size:
-        sub = _pairwise_r_general(
-            xp, zc[:, com_c], mc[:, com_c], zk[:, inc_k], mk[:, inc_k], min_overlap
+        at = xp.asarray(inc_c)
+        r[at, :] = _pairwise_r_general(
+            xp, zc[:, at], mc[:, at], zk, mk, min_overlap, (pc[inc_c], pk)
         )
-        r[com_c[:, None], inc_k[None, :]] = sub
+    if inc_k.size and com_c.size:
+        at_c, at_k = xp.asarray(com_c), xp.asarray(inc_k)
+        sub = _pairwise_r_general(
+            xp,
+            zc[:, at_c],
+            mc[:, at_c],
+            zk[:, at_k],
+            mk[:, at_k],
+            min_overlap,
+            (pc[com_c], pk[inc_k]),
+        )
+        r[at_c[:, None], at_k[None, :]] = sub
     return r
 
 
@@ -264,10 +308,17 @@ def _pairwise_r_grouped(
 
 
 def mask_patterns(mask: np.ndarray) -> np.ndarray:
-    """Pattern id of each column's finite-row mask (columns with equal masks share an id)."""
+    """Pattern id of each column's finite-row mask (columns with equal masks share an id).
+
+    Ids follow the masks' lexicographic order. Each mask is packed to bits and compared as
+    one opaque byte string: ``np.unique(axis=0)`` over the boolean rows took 2 s of the
+    year's level C (14,028 columns of 1,334 eras), the packed rows a small fraction of it.
+    """
     if mask.shape[1] == 0:
         return np.zeros(0, dtype=np.int64)
-    return np.unique(mask.T.astype(bool), axis=0, return_inverse=True)[1].reshape(-1)
+    packed = np.ascontiguousarray(np.packbits(mask.T.astype(bool), axis=1))
+    rows = packed.view(np.dtype((np.void, packed.shape[1]))).reshape(-1)
+    return np.unique(rows, return_inverse=True)[1].reshape(-1).astype(np.int64)
 
 
 def _groups(xp: Any, m: Any, patterns: np.ndarray) -> tuple[list[Any], list[Any]]:
@@ -306,7 +357,7 @@ def _pairwise_r(
         gk, rk = _groups(xp, mk, patterns[1])
         r = _pairwise_r_grouped(xp, zc, zk, min_overlap, (gc, gk), (rc, rk))
     else:
-        r = _pairwise_r_sums(xp, zc, mc, zk, mk, min_overlap)
+        r = _pairwise_r_sums(xp, zc, mc, zk, mk, min_overlap, patterns)
     return xp.clip(r, -1.0, 1.0)
 
 

@@ -15,6 +15,7 @@ from eraflow.stages.selection import (
     _standardise,
     align_target_to_eras,
     correlation_min_eras,
+    mask_patterns,
     select,
     select_features_unsupervised,
     select_relevant,
@@ -157,6 +158,18 @@ def test_pairwise_r_shared_nan_patterns_equals_pandas() -> None:
     for pairs in (0, 10**6):
         r = _pairwise_r(np, z, m, z, m, 3, max_pattern_pairs=pairs)
         np.testing.assert_allclose(r, ref, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("rows", [1, 7, 8, 9, 1334])
+def test_mask_patterns_equal_numpy_unique_rows(rows: int) -> None:
+    # the reference: np.unique over the boolean masks as rows (ids in lexicographic order);
+    # row counts off a multiple of 8 leave padding bits in the packed masks
+    rng = np.random.default_rng(rows)
+    mask = rng.random((rows, 300)) < 0.7
+    mask[:, 100:200] = mask[:, rng.integers(0, 5, 100)]  # columns sharing five masks
+    expected = np.unique(mask.T, axis=0, return_inverse=True)[1].reshape(-1)
+    np.testing.assert_array_equal(mask_patterns(mask), expected)
+    assert mask_patterns(np.zeros((rows, 0), dtype=bool)).shape == (0,)
 
 
 @pytest.mark.parametrize(("block_size", "kept_chunk"), [(1024, 2048), (7, 5), (1, 1)])

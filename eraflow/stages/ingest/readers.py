@@ -690,7 +690,7 @@ def read_source(
         frame, source=mapping.name, policy=mapping.on_duplicate, report=report
     )
     mapped = {c.sensor for c in mapping.columns}
-    report.empty_sensors = sorted(mapped - set(frame["sensor"].astype(str)))  # no value at all
+    report.empty_sensors = sorted(mapped - set(map(str, frame["sensor"].unique())))  # no value
     return finish_long(frame, source=mapping.name, report=report)
 
 
