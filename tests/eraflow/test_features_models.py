@@ -111,3 +111,16 @@ def test_gram_route_equals_statsmodels_on_sensor_like_series(seed, n):
     assert got["usedlag"] == used
     assert got["teststat"] == pytest.approx(stat, rel=1e-9)
     assert got["pvalue"] == pytest.approx(pvalue, rel=1e-9)
+
+
+def test_adf_pvalue_equals_statsmodels_mackinnonp() -> None:
+    # statsmodels' own function is the reference: both tails, the switch between its two
+    # polynomials, the clipped ends and a non-finite statistic
+    from statsmodels.tsa.adfvalues import mackinnonp
+
+    from eraflow.stages.features.calculators_models import _adf_pvalue
+
+    stats = np.concatenate([np.linspace(-20.0, 3.0, 4001), [-18.83, -1.61, -1.6, 2.74, 2.75]])
+    for stat in stats:
+        assert _adf_pvalue(float(stat)) == mackinnonp(float(stat), regression="c", N=1), stat
+    assert math.isnan(_adf_pvalue(math.nan)) and math.isnan(_adf_pvalue(-math.inf))
