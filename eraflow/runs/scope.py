@@ -150,12 +150,15 @@ def _column_codes(
     pair = s.indices.to_numpy(zero_copy_only=False).astype(np.int64) * width + f.indices.to_numpy(
         zero_copy_only=False
     )
-    pairs, inverse = np.unique(pair, return_inverse=True)
     lookup = known.setdefault((s_names, f_names), np.full(len(s_names) * width, -1, np.int64))
-    for p in pairs[lookup[pairs] < 0]:
-        name = f"{s_names[p // width]}__{f_names[p % width]}"
-        lookup[p] = code_of.setdefault(name, len(code_of))
-    return lookup[pairs][inverse]
+    codes = lookup[pair]
+    unnamed = codes < 0
+    if unnamed.any():  # pairs first seen: named in sorted order (no sort of every row)
+        for p in np.unique(pair[unnamed]):
+            name = f"{s_names[p // width]}__{f_names[p % width]}"
+            lookup[p] = code_of.setdefault(name, len(code_of))
+        codes = lookup[pair]
+    return codes
 
 
 def _target(

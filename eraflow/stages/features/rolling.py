@@ -130,32 +130,41 @@ def _rolling(b: SegmentBatch, window: str) -> dict[str, tuple[Any, Any]]:
     return out
 
 
-def _summarise(b: SegmentBatch, vals: Any, seg: Any, agg: str) -> Any:
+def _summaries(b: SegmentBatch, window: str, stat: str) -> dict[str, Any]:
+    """Every aggregate of one rolling ``stat`` over ``window``: ``agg -> per-era values``.
+
+    All four at once, kept by the batch: the NaN filter, the counts and the mean are shared
+    (made per aggregate, they were half of the rolling features' time).
+    """
+    cache = b.__dict__.setdefault("_rolling_summaries", {})
+    if (window, stat) in cache:
+        return cache[window, stat]
     xp = b.xp
+    vals, seg = _rolling(b, window)[stat]
     ok = ~xp.isnan(vals)
-    vals, seg = vals[ok], seg[ok]
+    if not bool(ok.all()):
+        vals, seg = vals[ok], seg[ok]
     cnt = ar.seg_count(xp, xp.ones(vals.shape[0], dtype=bool), seg, b.nseg)
     safe = xp.where(cnt > 0, cnt, 1.0)
-    if agg == "mean":
-        res = ar.seg_sum(xp, vals, seg, b.nseg) / safe
-    elif agg == "std":
-        mu = ar.seg_sum(xp, vals, seg, b.nseg) / safe
-        res = xp.sqrt(ar.seg_sum(xp, (vals - mu[seg]) ** 2, seg, b.nseg) / safe)
-    elif agg == "min":
-        res = ar.seg_min(xp, vals, seg, b.nseg)
-    elif agg == "max":
-        res = ar.seg_max(xp, vals, seg, b.nseg)
-    else:
-        raise ConfigError(f"rolling agg must be one of {AGGS}, got {agg!r}")
-    return xp.where(cnt > 0, res, np.nan)
+    mean = ar.seg_sum(xp, vals, seg, b.nseg) / safe
+    found = {
+        "mean": mean,
+        "std": xp.sqrt(ar.seg_sum(xp, (vals - mean[seg]) ** 2, seg, b.nseg) / safe),
+        "min": ar.seg_min(xp, vals, seg, b.nseg),
+        "max": ar.seg_max(xp, vals, seg, b.nseg),
+    }
+    cache[window, stat] = out = {agg: xp.where(cnt > 0, v, np.nan) for agg, v in found.items()}
+    return out
 
 
 def _make(stat: str) -> None:
     def calc(b: SegmentBatch, params: Params) -> Any:
         rows = []
         for p in params:
-            vals, seg = _rolling(b, str(p["window"]))[stat]
-            rows.append(_summarise(b, vals, seg, str(p["agg"])))
+            agg = str(p["agg"])
+            if agg not in AGGS:
+                raise ConfigError(f"rolling agg must be one of {AGGS}, got {agg!r}")
+            rows.append(_summaries(b, str(p["window"]), stat)[agg])
         return b.xp.stack(rows)
 
     calc.__doc__ = (
