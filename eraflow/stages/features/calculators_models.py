@@ -300,8 +300,9 @@ def _adf_design(x: np.ndarray, diff: np.ndarray, lags: int) -> tuple[np.ndarray,
         return design, diff[:0]
     design[:, 0] = 1.0
     design[:, 1] = x[lags : lags + rows]
-    for lag in range(1, lags + 1):
-        design[:, lag + 1] = diff[lags - lag : lags - lag + rows]
+    if lags:  # column lag + 1 holds diff[lags - lag + row]: each row a reversed window
+        windows = np.lib.stride_tricks.sliding_window_view(diff[: rows + lags - 1], lags)
+        design[:, 2:] = windows[:, ::-1]
     return design, diff[lags:]
 
 

@@ -24,6 +24,7 @@ is one compiled pass that follows scipy step for step:
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -45,15 +46,38 @@ def ricker(points: int, a: float) -> np.ndarray:
 def ricker_transform(values: np.ndarray, widths: np.ndarray) -> np.ndarray:
     """The transform of scipy's ``_cwt``: per width, x convolved with its reversed wavelet.
 
-    ``convolve(x, ricker(min(10 w, n), w)[::-1], 'same')``, scipy's call, hence its numbers.
+    ``convolve(x, ricker(min(10 w, n), w)[::-1], 'same')``, scipy's call, hence its numbers:
+    scipy picks the direct or the FFT route from the two lengths alone and its direct route
+    for 1-D is ``np.convolve``; that choice and the wavelets are remembered per length, so
+    most calls go straight to ``np.convolve`` (scipy's checks were half of each call's time
+    on the short segments of fine eras).
     """
-    from scipy.signal import convolve
-
     out = np.empty((len(widths), len(values)))
     for row, width in enumerate(widths):
         points = min(10 * int(width), len(values))
-        out[row] = convolve(values, np.conj(ricker(points, float(width))[::-1]), mode="same")
+        kernel = _reversed_wavelet(points, float(width))
+        if _direct(len(values), points):
+            out[row] = np.convolve(values, kernel, mode="same")
+        else:
+            from scipy.signal import convolve
+
+            out[row] = convolve(values, kernel, mode="same", method="fft")
     return out
+
+
+@functools.lru_cache(maxsize=1024)
+def _reversed_wavelet(points: int, width: float) -> np.ndarray:
+    kernel = np.conj(ricker(points, width)[::-1])
+    kernel.flags.writeable = False
+    return kernel
+
+
+@functools.lru_cache(maxsize=4096)
+def _direct(length: int, points: int) -> bool:
+    """Whether ``scipy.signal.convolve(method="auto")`` convolves directly (shapes decide)."""
+    from scipy.signal import choose_conv_method
+
+    return bool(choose_conv_method(np.zeros(length), np.zeros(points), mode="same") == "direct")
 
 
 def count_cwt_peaks(values: np.ndarray, n: int, transform: np.ndarray | None = None) -> int:
