@@ -138,11 +138,11 @@ def _dictionary_ranks(column: pa.ChunkedArray) -> pa.ChunkedArray:
     )
 
 
-def sort_by_key(spec: Table, data: pa.Table) -> pa.Table:
-    """Rows in primary-key order (the order every read returns)."""
+def key_order(spec: Table, data: pa.Table) -> np.ndarray:
+    """The row positions of ``data`` in primary-key order (the order every read returns)."""
     keys = [c for c in spec.key if c in data.column_names]
     if not keys or data.num_rows < 2:
-        return data
+        return np.arange(data.num_rows)
     columns = []
     for name in keys:  # arrow cannot sort dictionary columns: sort on their values' ranks
         column = data.column(name)
@@ -152,4 +152,11 @@ def sort_by_key(spec: Table, data: pa.Table) -> pa.Table:
     order = pc.sort_indices(
         pa.table(columns, names=keys), sort_keys=[(c, "ascending") for c in keys]
     )
-    return data.take(order)
+    return np.asarray(order.to_numpy(zero_copy_only=False), dtype=np.int64)
+
+
+def sort_by_key(spec: Table, data: pa.Table) -> pa.Table:
+    """Rows in primary-key order (the order every read returns)."""
+    if data.num_rows < 2 or not any(c in data.column_names for c in spec.key):
+        return data
+    return data.take(pa.array(key_order(spec, data)))

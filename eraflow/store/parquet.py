@@ -60,7 +60,14 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from eraflow.common.errors import StoreError
-from eraflow.store.arrow import empty_frame, key_filter, sort_by_key, to_arrow, to_frame
+from eraflow.store.arrow import (
+    empty_frame,
+    key_filter,
+    key_order,
+    sort_by_key,
+    to_arrow,
+    to_frame,
+)
 from eraflow.store.base import Key, Range, Write, check_key, check_rows, check_writes
 from eraflow.store.crash import crash_point
 from eraflow.store.locks import file_lock
@@ -562,8 +569,11 @@ class ParquetStore:
         new_by_file: dict[Path, pa.Table] = {}
         if rows is not None and len(rows):
             data = to_arrow(spec, rows)
+            rank = np.empty(len(rows), dtype=np.int64)  # each row's place in key order
+            rank[key_order(spec, data)] = np.arange(len(rows))
             for file_name, positions in self._rows_by_file(spec, rows).items():
-                new_by_file[folder / file_name] = data.take(pa.array(positions))
+                ordered = positions[np.argsort(rank[positions], kind="stable")]
+                new_by_file[folder / file_name] = data.take(pa.array(ordered))
         expr = key_filter(spec, key)
         paths = sorted(set(self._key_files(spec, key, base)) | set(new_by_file))
         for parent in {p.parent for p in paths}:
@@ -588,7 +598,9 @@ class ParquetStore:
                     if path.is_file() and not any(path == q for q, _ in plan.quarantine):
                         plan.unlinks.append(path)
                     continue
-                merged = sort_by_key(spec, pa.concat_tables(parts))
+                # new rows alone come in key order already (one sort of the whole write)
+                fresh = kept is None or not kept.num_rows
+                merged = parts[0] if fresh else sort_by_key(spec, pa.concat_tables(parts))
                 plan.writes.append((_write_temporary(merged, path), path))
         except BaseException:
             plan.discard()

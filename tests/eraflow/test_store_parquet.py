@@ -113,6 +113,35 @@ def test_features_are_one_file_per_era_and_stage(tmp_path: Path) -> None:
     ]
 
 
+def test_each_file_holds_its_rows_in_key_order(tmp_path: Path) -> None:
+    # one write of shuffled rows over three eras; then a re-write of one era that keeps
+    # part of its old rows (the merge path): every file, read as it lies, in key order
+    rng = np.random.default_rng(7)
+    sensors, names = ["s2", "s10", "a"], ["max", "mean", "b_x", "B"]
+    frame = pd.DataFrame(
+        [
+            {"era_id": e, "sensor": s, "feature": f, "value": float(rng.normal())}
+            for e in (3, 1, 2)
+            for s in sensors
+            for f in names
+        ]
+    ).assign(entity="a", level="C", engine="numpy", run_id="r", config_hash="h")
+    frame = frame.sample(frac=1.0, random_state=1).reset_index(drop=True)
+    store = ParquetStore(tmp_path)
+    store.replace("features", frame, Key("a", {"level": "C", "era_id": [1, 2, 3]}))
+    store.replace(
+        "features",
+        frame[(frame["era_id"] == 2) & (frame["sensor"] == "a")].assign(value=0.0),
+        Key("a", {"level": "C", "era_id": [2], "sensor": ["a"]}),
+    )
+    for name in files(tmp_path, "features"):
+        stored = pq.read_table(tmp_path / "features" / name).to_pandas()
+        keys = stored[["sensor", "feature"]].astype(str)
+        expected = keys.sort_values(["sensor", "feature"]).reset_index(drop=True)
+        pd.testing.assert_frame_equal(keys, expected)
+        assert len(stored) == len(sensors) * len(names)
+
+
 def test_failed_write_leaves_the_old_file_intact(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
