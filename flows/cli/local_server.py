@@ -27,6 +27,7 @@ from pathlib import Path
 import psutil
 
 from eraflow.common.errors import ConfigError
+from flows.cli.block_registration import record_registration, skip_env
 
 PREFECT = str(Path(sys.executable).parent / "prefect")
 QUIET = {"PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1"}
@@ -116,7 +117,8 @@ def private_server(
     """A Prefect server for this process only; yields its API URL, stops it afterwards.
 
     ``meanwhile`` runs while the server starts (the flow's imports: about 2 s of the 3 s the
-    server takes, on a second core).
+    server takes, on a second core). Block registration runs on the first start in ``home``
+    and is skipped after it while nothing it depends on changed (:mod:`.block_registration`).
     """
     home.mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -124,9 +126,10 @@ def private_server(
     log = home / f"private-server-{os.getpid()}.log"
     with _starting(home, timeout):
         args = ["server", "start", "--host", "127.0.0.1", "--port", str(port), "--analytics-off"]
+        skip = skip_env(home)
         process = subprocess.Popen(
             [PREFECT, *args],
-            env=server_env(home, url) | PRIVATE_SERVICES_OFF,
+            env=server_env(home, url) | PRIVATE_SERVICES_OFF | skip,
             stdout=log.open("wb"),
             stderr=subprocess.STDOUT,
             preexec_fn=_die_with_parent,
@@ -135,6 +138,8 @@ def private_server(
             if meanwhile is not None:
                 meanwhile()
             wait_healthy(url, process, timeout, log)
+            if not skip:
+                record_registration(home)
         except BaseException:
             stop_tree(process.pid, grace=10.0)
             raise
