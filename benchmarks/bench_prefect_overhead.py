@@ -557,13 +557,12 @@ def main(argv: list[str]) -> int:
     work = Path(tempfile.mkdtemp(prefix="eraflow-overhead-"))
     home = work / "prefect-home"
     home.mkdir()
-    # The database is created once, untimed (a user's .prefect-home exists after one run).
-    subprocess.run(
-        [str(Path(sys.executable).parent / "prefect"), "server", "database", "upgrade", "-y"],
-        env=_env(home),
-        check=True,
-        capture_output=True,
-    )
+    # The database is created and its block types registered once, untimed, by one start of
+    # the command's private server (a user's .prefect-home holds both after the first run).
+    from flows.cli.local_server import private_server
+
+    with private_server(home):
+        pass
     if args.server == "shared":
         start_shared_server(home)
     pairs = []
