@@ -13,6 +13,8 @@ check only when the same versions are installed and the database still holds at 
 block types (a deleted or reset database registers again). A home whose server database is
 not its own SQLite file (a connection URL in the environment or in its profiles) always
 registers. eraflow's own blocks do not depend on this: a block registers its type on save.
+A collection installed in editable mode and changed without a new version is not seen:
+delete ``<home>/eraflow-blocks-registered.json`` and the next start registers again.
 """
 
 from __future__ import annotations
