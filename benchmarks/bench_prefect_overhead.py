@@ -16,6 +16,9 @@ stays small: a child's ``ru_maxrss`` starts at its parent's), and the time from 
 the first task (Prefect's task-run start times, read from the server's SQLite file; the plain
 run's ingest start). Prefect's share is ``(A - B) / A`` for CPU and wall. Pairs alternate which
 side goes first; medians and the spread (min-max) are reported: the machine is shared.
+The Prefect server's own CPU is reported apart (polled every 0.1 s): pure orchestration, so
+its part of the command's CPU is a floor of Prefect's share that the noise of two long runs
+(10-20 % between runs of the same side on a busy machine) cannot blur.
 ``--server shared`` runs the command against one server started before the pairs (as
 ``eraflow server up`` gives) and adds that server's CPU during each run to the command's.
 
@@ -27,6 +30,7 @@ Usage: ``python benchmarks/bench_prefect_overhead.py [--range month|year] [--pai
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -35,6 +39,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -351,12 +356,44 @@ def _env(home: Path) -> dict[str, str]:
     return env
 
 
-def _measure(args: list[str], env: dict[str, str], log: Path) -> dict[str, Any]:
-    """Run ``args``; wall, CPU (user+sys, its waited-for descendants too) and peak RSS."""
+def _watch_cpu(pid: int, marker: str, seen: dict[int, float], done: threading.Event) -> None:
+    """Keep the latest CPU seconds of each descendant of ``pid`` whose command has ``marker``."""
+    import psutil
+
+    while not done.wait(0.1):
+        try:
+            found = psutil.Process(pid).children(recursive=True)
+        except psutil.Error:
+            return
+        for child in found:
+            with contextlib.suppress(psutil.Error):
+                if marker in " ".join(child.cmdline()):
+                    times = child.cpu_times()
+                    seen[child.pid] = times.user + times.system
+                    seen[child.pid] += times.children_user + times.children_system
+
+
+def _measure(
+    args: list[str], env: dict[str, str], log: Path, watch: str | None = None
+) -> dict[str, Any]:
+    """Run ``args``; wall, CPU (user+sys, its waited-for descendants too) and peak RSS.
+
+    With ``watch``, also ``watched_cpu_s``: the CPU of the descendants whose command line holds
+    it, as last seen (polled every 0.1 s, so a lower bound: what they spent after the last look
+    is missing).
+    """
     began = time.perf_counter()
+    seen: dict[int, float] = {}
+    done = threading.Event()
     with log.open("wb") as out:
         process = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
+        watcher = threading.Thread(target=_watch_cpu, args=(process.pid, watch, seen, done))
+        if watch:
+            watcher.start()
         _, status, usage = os.wait4(process.pid, 0)
+        done.set()
+        if watch:
+            watcher.join()
     wall = time.perf_counter() - began
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:
@@ -366,7 +403,7 @@ def _measure(args: list[str], env: dict[str, str], log: Path) -> dict[str, Any]:
         "wall_s": round(wall, 2),
         "cpu_s": round(usage.ru_utime + usage.ru_stime, 2),
         "peak_gib": round(usage.ru_maxrss / 1024**2, 3),
-    }
+    } | ({"watched_cpu_s": round(sum(seen.values()), 2)} if watch else {})
 
 
 def _prefect_times(home: Path, launched: float, ended: float) -> dict[str, float | None]:
@@ -455,11 +492,13 @@ def run_prefect(span: tuple[str, str], store: Path, home: Path, log: Path) -> di
         "--store",
         str(store),
     ]
-    figures = _measure(args, env, log)
+    figures = _measure(args, env, log, watch=None if SHARED else "server start")
     if SHARED:
         time.sleep(1.0)  # the server finishes the run's last requests
         server = round(_server_cpu() - server_before, 2)
         figures |= {"server_cpu_s": server, "cpu_s": round(figures["cpu_s"] + server, 2)}
+    else:
+        figures["server_cpu_s"] = figures.pop("watched_cpu_s")  # its start, the run, not its stop
     return figures | _prefect_times(home, launched, launched + figures["wall_s"])
 
 
@@ -614,6 +653,14 @@ def main(argv: list[str]) -> int:
             f"| {name} | {pa[0]:g} [{pa[1]:g}-{pa[2]:g}] | {pb[0]:g} [{pb[1]:g}-{pb[2]:g}] "
             f"| {cell} |"
         )
+    server = _median([p["prefect"] for p in pairs], "server_cpu_s")
+    floor = _median(
+        [{"f": p["prefect"]["server_cpu_s"] / p["prefect"]["cpu_s"]} for p in pairs], "f"
+    )
+    print(
+        f"| the Prefect server's CPU s (a floor of Prefect's share) | {server[0]:g} "
+        f"[{server[1]:g}-{server[2]:g}] | - | {floor[0]:.1%} [{floor[1]:.1%}-{floor[2]:.1%}] |"
+    )
     for key, name in (
         ("startup_s", "launch to first task s"),
         ("flow_start_s", "launch to flow start s"),

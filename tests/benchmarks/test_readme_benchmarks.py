@@ -74,4 +74,6 @@ def test_bench_prefect_overhead_month_as_written(tmp_path: Path) -> None:
     a, b = pair["prefect"], pair["plain"]
     assert pair["cpu_share"] == round((a["cpu_s"] - b["cpu_s"]) / a["cpu_s"], 3)
     assert a["task_runs_total"] > 0 and b["stages"]["features"] > 0
+    assert 1.0 < a["server_cpu_s"] < a["cpu_s"]  # a server's start alone takes seconds of CPU
     assert "| CPU s |" in out and "month (2015-10-01..2015-11-01), 1 pairs" in out
+    assert "| the Prefect server's CPU s (a floor of Prefect's share) |" in out
