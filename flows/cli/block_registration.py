@@ -2,9 +2,10 @@
 
 Each start of a Prefect server checks its block types: it imports every installed Prefect
 collection (prefect-dask brings in distributed and NumPy), hashes the block registry and
-compares it with ``memo_store.toml``. That check alone took 1.2-1.4 s of the 4.4-5.9 s of CPU
-a private server's start costs on the 2-core machine, on every ``eraflow run``, although the
-registry only changes when Prefect or a collection is installed or upgraded.
+compares it with ``memo_store.toml``. That check took 1.2-1.4 s of the 4.4-5.9 s of CPU a
+private server's start cost on a slow day of the 2-core machine, 0.55 s of 3.6-4.2 s on a
+faster one (4 A/B pairs), on every ``eraflow run``, although the registry only changes when
+Prefect or a collection is installed or upgraded.
 
 So the first start in a home registers as Prefect does, and eraflow then records what was
 installed (the versions of Prefect and of every distribution with a ``prefect.collections``
