@@ -387,12 +387,13 @@ def _measure(
     done = threading.Event()
     with log.open("wb") as out:
         process = subprocess.Popen(args, env=env, stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
-        watcher = threading.Thread(target=_watch_cpu, args=(process.pid, watch, seen, done))
+        watcher = None
         if watch:
+            watcher = threading.Thread(target=_watch_cpu, args=(process.pid, watch, seen, done))
             watcher.start()
         _, status, usage = os.wait4(process.pid, 0)
         done.set()
-        if watch:
+        if watcher is not None:
             watcher.join()
     wall = time.perf_counter() - began
     process.returncode = os.waitstatus_to_exitcode(status)
